@@ -1,0 +1,114 @@
+"""The `dlhw` command: a thin layer that parses, loads the config and calls the library."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import dlhw
+from dlhw.config import Config, load_config
+
+CONFIG = click.option("--config", "config_path", required=True, metavar="FILE",
+                      help="YAML experiment config, e.g. configs/softmax_train.yaml.")
+SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                   help="Override a config value (dotted key, YAML value); repeatable.")
+OUT = click.option("--out", "out_dir", default=None, metavar="DIR",
+                   help="Run folder (default: output.dir or results/<name>).")
+DATA_DIR = click.option("--data-dir", default=None, metavar="DIR",
+                        help="Folder holding the data set's IDX files (overrides data.dir).")
+QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(dlhw.__version__, prog_name="dlhw")
+def cli() -> None:
+    """Reproduce deep-learning homework results exactly, quickly and verifiably."""
+
+
+def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, data_dir: str | None) -> Config:
+    cfg = load_config(config_path, overrides)
+    if data_dir is not None:
+        cfg = cfg.replace(data={"dir": data_dir})
+    if out_dir is not None:
+        cfg = cfg.replace(output={"dir": out_dir})
+    return cfg
+
+
+@cli.command()
+@CONFIG
+@SET
+@OUT
+@DATA_DIR
+@QUIET
+def train(config_path, overrides, out_dir, data_dir, quiet) -> None:
+    """Train one setting (the config's `train:` values) and write its run folder."""
+    from dlhw.experiment import summary_lines, train_run
+
+    cfg = _load(config_path, overrides, out_dir, data_dir)
+    if cfg.grid is not None:
+        click.echo(f"note: {config_path} has a 'grid' section; `dlhw train` trains the 'train' values only "
+                   f"(the grid was not run; use `dlhw grid`).", err=True)
+    res = train_run(cfg, progress=not quiet, argv=sys.argv)
+    m = res.metrics
+    click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {m['epochs_run']} epochs, "
+               f"{m['seconds']:.1f} s -> {res.run_dir}")
+    if m["diverged"]:
+        click.echo(f"error: training diverged at epoch {m['diverged_epoch']} (the loss became inf/NaN); "
+                   f"try a smaller learning rate than {cfg.train.learning_rate:g}.", err=True)
+        sys.exit(1)
+    for line in summary_lines(m):
+        click.echo(line)
+
+
+@cli.command(name="eval")
+@click.option("--run", "run_dir", required=True, metavar="DIR", help="A finished run folder.")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
+              help="Which split to evaluate.")
+@DATA_DIR
+def eval_(run_dir, split, data_dir) -> None:
+    """Reload a run's model and recompute CE and accuracy on one split."""
+    from dlhw.experiment import evaluate_run
+
+    out = evaluate_run(run_dir, split, data_dir)
+    for k, v in out.items():
+        click.echo(f"{k}: {v:.6f}" if isinstance(v, float) else f"{k}: {v}")
+    click.echo(f"wrote {Path(run_dir) / f'eval-{split}.json'}")
+
+
+@cli.group()
+def data() -> None:
+    """Get and inspect the data sets (fashion-mnist, mnist)."""
+
+
+DATASET = click.argument("name", metavar="NAME", type=click.Choice(["fashion-mnist", "mnist"]))
+
+
+@data.command()
+@DATASET
+@click.option("--dir", "dest", default=None, metavar="DIR", help="Where to put the files (default: data/NAME).")
+@QUIET
+def fetch(name, dest, quiet) -> None:
+    """Download NAME from its official mirrors and verify the checksums."""
+    from dlhw import data as ds
+
+    path = ds.fetch(name, dest, progress=not quiet)
+    click.echo(f"{name}: files verified in {path}")
+
+
+@data.command()
+@DATASET
+@DATA_DIR
+def info(name, data_dir) -> None:
+    """Where NAME was found, shapes, class counts and checksum status."""
+    from dlhw import data as ds
+
+    click.echo(ds.format_info(ds.info(name, data_dir)))
+
+
+def main() -> None:
+    """Entry point. User mistakes (DlhwError, usage errors) exit 2 with one line, no traceback."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
+    cli(prog_name="dlhw")

@@ -1,0 +1,503 @@
+"""Experiment configs: YAML -> validated, frozen dataclasses.
+
+Every value is checked once, here, against a declarative table of rules
+(`SCHEMA`). Any mistake is a `ConfigError` with one line that names the
+file, the key path, the rule and the value:
+
+    configs/x.yaml: 'train.learning_rate' must be a float > 0. Got -0.1 instead.
+
+Inside the library, configs are trusted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlhw.errors import ConfigError
+
+# --------------------------------------------------------------------------- rules
+
+
+class Rule:
+    """One constraint; `check(value, where)` returns the clean value or raises."""
+
+    text = "a value"
+
+    def check(self, value: Any, where: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fail(self, value: Any, where: str, text: str | None = None) -> ConfigError:
+        return ConfigError(f"{where} must be {text or self.text}. Got {value!r} instead.")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_float(v: Any) -> float | None:
+    """YAML 1.1 reads `1e-3` as a string; accept numeric strings like that."""
+    if _is_number(v):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class Float(Rule):
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        if self.lo is not None and self.hi is not None:
+            lb, rb = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+            return f"a float in {lb}{self.lo:g}, {self.hi:g}{rb}"
+        return "a float" + (" " + " and ".join(parts) if parts else "")
+
+    def check(self, value: Any, where: str) -> float:
+        v = _as_float(value)
+        if v is None:
+            raise self.fail(value, where)
+        if not math.isfinite(v):
+            raise self.fail(value, where, f"a finite number ({self.text})")
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            raise self.fail(value, where)
+        if self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi)):
+            raise self.fail(value, where)
+        return v
+
+
+@dataclass(frozen=True)
+class Int(Rule):
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        if self.lo is not None and self.hi is not None:
+            return f"an integer in [{self.lo}, {self.hi}]"
+        if self.lo is not None:
+            return f"an integer >= {self.lo}"
+        return "an integer"
+
+    def check(self, value: Any, where: str) -> int:
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise self.fail(value, where)
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            raise self.fail(value, where)
+        return int(value)
+
+
+@dataclass(frozen=True)
+class Choice(Rule):
+    options: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return "one of " + ", ".join(repr(o) for o in self.options)
+
+    def check(self, value: Any, where: str) -> str:
+        if value not in self.options:
+            raise self.fail(value, where)
+        return value
+
+
+@dataclass(frozen=True)
+class Bool(Rule):
+    text = "true or false"
+
+    def check(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(value, where)
+        return value
+
+
+@dataclass(frozen=True)
+class Str(Rule):
+    text = "a non-empty string"
+
+    def check(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(value, where)
+        return value
+
+
+@dataclass(frozen=True)
+class Optional(Rule):
+    inner: Rule = field(default_factory=Str)
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return f"{self.inner.text} or null"
+
+    def check(self, value: Any, where: str) -> Any:
+        return None if value is None else self.inner.check(value, where)
+
+
+@dataclass(frozen=True)
+class ListOf(Rule):
+    """A non-empty list without duplicates; a scalar is taken as a 1-list."""
+
+    item: Rule = field(default_factory=Str)
+    unique: bool = True
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return f"a non-empty list, each {self.item.text}"
+
+    def check(self, value: Any, where: str) -> tuple:
+        if isinstance(value, dict) or value is None or value == []:
+            raise self.fail(value, where)
+        items = value if isinstance(value, list) else [value]
+        out = tuple(self.item.check(v, f"{where[:-1]}[{i}]'") for i, v in enumerate(items))
+        if self.unique and len(set(out)) != len(out):
+            dup = next(v for i, v in enumerate(out) if v in out[:i])
+            raise ConfigError(f"{where} must not repeat a value. Got {dup!r} twice in {list(value)!r}.")
+        return out
+
+
+@dataclass(frozen=True)
+class Classes(Rule):
+    """`data.classes`: class names or indices, or null for all."""
+
+    text = "a non-empty list of class names or indices (or null)"
+
+    def check(self, value: Any, where: str) -> tuple | None:
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise self.fail(value, where)
+        for i, v in enumerate(items):
+            if not (isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)):
+                raise self.fail(v, f"{where[:-1]}[{i}]'", "a class name or an index >= 0")
+        if len(set(items)) != len(items):
+            raise ConfigError(f"{where} must not repeat a class. Got {items!r}.")
+        return tuple(items)
+
+
+# --------------------------------------------------------------------------- schema
+
+DATASETS = ("fashion-mnist", "mnist", "xor")
+MODELS = ("softmax", "mlp", "linear", "logistic")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "fashion-mnist"  # fashion-mnist | mnist | xor
+    dir: str | None = None  # folder holding the IDX files (else the usual places)
+    val_fraction: float = 0.2  # held out of the training set, stratified; 0 = none
+    split_seed: int = 0  # seeds the validation split
+    preprocess: str = "scale"  # scale (x/255) | standardize | none
+    classes: tuple | None = None  # subset of classes by name or index; 2 -> binary task
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "softmax"  # softmax | mlp | linear | logistic
+    hidden: tuple[int, ...] = (256, 128)  # mlp: hidden layer widths
+    activation: str = "relu"  # mlp: relu | leaky_relu | sigmoid | tanh
+    leaky_slope: float = 0.01  # mlp: slope of leaky_relu for x < 0
+    init: str = "he"  # mlp: he | xavier
+    batch_norm: bool = False  # mlp: batch normalisation after each hidden affine layer
+    dropout: float = 0.0  # mlp: drop probability (bernoulli) or variance (gaussian)
+    dropout_kind: str = "bernoulli"  # mlp: bernoulli | gaussian (multiplicative N(1, p/(1-p)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64  # mini-batch size; the last partial batch is kept
+    learning_rate: float = 0.1  # constant step size
+    epochs: int = 20  # passes over the training set
+    alpha: float = 1e-4  # L2: loss = mean loss + alpha/2 * ||W||^2, biases not penalised
+    seed: int = 0  # seeds shuffling (per epoch) and initialisation
+    dtype: str = "float32"  # float32 | float64
+    optimizer: str = "sgd"  # sgd | momentum | newton (linear only)
+    momentum: float = 0.9  # momentum coefficient (optimizer: momentum)
+    eval_every: int | None = None  # also evaluate every N iterations (curves); null = per epoch
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    batch_size: tuple[int, ...] = ()  # values to try (missing axis -> train value)
+    learning_rate: tuple[float, ...] = ()
+    epochs: tuple[int, ...] = ()
+    alpha: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = (0,)  # shuffle seeds; selection on the mean over seeds
+    select_by: str = "val_ce"  # val_ce (lowest) | val_accuracy (highest)
+    retrain_on: str = "train+val"  # train+val | train
+    retrain_epochs: str = "same"  # same (homework's rule) | same_steps (same number of SGD steps)
+
+    @property
+    def size(self) -> int:
+        return len(self.batch_size) * len(self.learning_rate) * len(self.epochs) * len(self.alpha)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str | None = None  # run folder; default results/<name>
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    grid: GridConfig | None = None
+    output: OutputConfig = OutputConfig()
+    source: str = field(default="<defaults>", compare=False)  # where it was loaded from
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output.dir) if self.output.dir else Path("results") / self.name
+
+    def to_dict(self) -> dict:
+        """Plain YAML-able dict (lists, not tuples); `source` left out."""
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return _listify(d)
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with some fields changed: `cfg.replace(train={'epochs': 3})`."""
+        kw = {}
+        for sec, changes in sections.items():
+            cur = getattr(self, sec)
+            kw[sec] = dataclasses.replace(cur, **changes) if isinstance(changes, dict) else changes
+        return dataclasses.replace(self, **kw)
+
+
+def _listify(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _listify(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_listify(v) for v in x]
+    return x
+
+
+def _pos_float_list() -> ListOf:
+    return ListOf(Float(0.0, lo_open=True))
+
+
+SCHEMA: dict[str, tuple[type, dict[str, Rule]]] = {
+    "data": (DataConfig, {
+        "name": Choice(DATASETS),
+        "dir": Optional(Str()),
+        "val_fraction": Float(0.0, 1.0, hi_open=True),
+        "split_seed": Int(0),
+        "preprocess": Choice(("scale", "standardize", "none")),
+        "classes": Classes(),
+    }),
+    "model": (ModelConfig, {
+        "kind": Choice(MODELS),
+        "hidden": ListOf(Int(1), unique=False),
+        "activation": Choice(("relu", "leaky_relu", "sigmoid", "tanh")),
+        "leaky_slope": Float(0.0, 1.0, hi_open=True),
+        "init": Choice(("he", "xavier")),
+        "batch_norm": Bool(),
+        "dropout": Float(0.0, 1.0, hi_open=True),
+        "dropout_kind": Choice(("bernoulli", "gaussian")),
+    }),
+    "train": (TrainConfig, {
+        "batch_size": Int(1),
+        "learning_rate": Float(0.0, lo_open=True),
+        "epochs": Int(1),
+        "alpha": Float(0.0),
+        "seed": Int(0),
+        "dtype": Choice(("float32", "float64")),
+        "optimizer": Choice(("sgd", "momentum", "newton")),
+        "momentum": Float(0.0, 1.0, hi_open=True),
+        "eval_every": Optional(Int(1)),
+    }),
+    "grid": (GridConfig, {
+        "batch_size": ListOf(Int(1)),
+        "learning_rate": _pos_float_list(),
+        "epochs": ListOf(Int(1)),
+        "alpha": ListOf(Float(0.0)),
+        "seeds": ListOf(Int(0)),
+        "select_by": Choice(("val_ce", "val_accuracy")),
+        "retrain_on": Choice(("train+val", "train")),
+        "retrain_epochs": Choice(("same", "same_steps")),
+    }),
+    "output": (OutputConfig, {"dir": Optional(Str())}),
+}
+TOP_LEVEL = ("name", *SCHEMA)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Read, override (`--set a.b=value`) and validate a YAML config file."""
+    p = Path(path)
+    src = str(path)
+    if not p.exists():
+        raise ConfigError(f"{src}: config file not found.")
+    if p.is_dir():
+        raise ConfigError(f"{src}: is a folder; give a YAML config file (e.g. configs/softmax.yaml).")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{src}: cannot read config file ({e}).") from None
+    raw = parse_yaml(text, src)
+    raw = apply_overrides(raw, overrides, src)
+    return from_dict(raw, src, default_name=p.stem)
+
+
+def parse_yaml(text: str, src: str) -> dict:
+    """YAML text -> mapping, or a ConfigError with the line of a syntax error."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{src}: invalid YAML{at}: {problem}.") from None
+    if raw is None:
+        raise ConfigError(f"{src}: the config file is empty; expected a mapping with keys {', '.join(TOP_LEVEL)}.")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: the top level must be a mapping of keys ({', '.join(TOP_LEVEL)}). "
+                          f"Got a {type(raw).__name__} instead.")
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: tuple[str, ...] | list[str], src: str) -> dict:
+    """Apply `KEY=VALUE` strings (dotted key, YAML value) to a copy of `raw`."""
+    out = _deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=5.")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML.") from None
+        parts = key.split(".")
+        if parts[0] not in TOP_LEVEL:
+            raise ConfigError(f"--set {item!r}: unknown key {parts[0]!r}{_hint(parts[0], TOP_LEVEL)}. "
+                              f"Allowed: {', '.join(TOP_LEVEL)}.")
+        if len(parts) > 2 or (parts[0] == "name") != (len(parts) == 1):
+            allowed = "name" if parts[0] == "name" else f"{parts[0]}.<key>"
+            raise ConfigError(f"--set {item!r}: key must be {allowed}.")
+        if len(parts) == 1:
+            out["name"] = value
+            continue
+        sec, sub = parts
+        rules = SCHEMA[sec][1]
+        if sub not in rules:
+            raise ConfigError(f"--set {item!r}: unknown key '{sec}.{sub}'{_hint(sub, rules)}. "
+                              f"Allowed in '{sec}': {', '.join(rules)}.")
+        if not isinstance(out.get(sec), dict):
+            out[sec] = {}
+        out[sec][sub] = value
+    return out
+
+
+def from_dict(raw: dict, src: str = "<dict>", default_name: str = "run") -> Config:
+    """Validate a raw mapping (as read from YAML) into a Config."""
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"{src}: unknown key {key!r}{_hint(str(key), TOP_LEVEL)}. "
+                              f"Allowed at the top level: {', '.join(TOP_LEVEL)}.")
+    name = raw.get("name", default_name)
+    name = Str().check(name, f"{src}: 'name'")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"{src}: 'name' must be a plain folder name without '/'. Got {name!r} instead.")
+
+    sections: dict[str, Any] = {}
+    for sec, (cls, rules) in SCHEMA.items():
+        if sec not in raw:
+            continue
+        body = raw[sec]
+        if body is None and sec == "grid":
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{src}: '{sec}' must be a mapping with keys {', '.join(rules)}. "
+                              f"Got {body!r} instead.")
+        values = {}
+        for key, value in body.items():
+            if key not in rules:
+                raise ConfigError(f"{src}: unknown key '{sec}.{key}'{_hint(str(key), rules)}. "
+                                  f"Allowed in '{sec}': {', '.join(rules)}.")
+            values[key] = rules[key].check(value, f"{src}: '{sec}.{key}'")
+        sections[sec] = values
+
+    train = TrainConfig(**sections.get("train", {}))
+    grid = None
+    if "grid" in sections:
+        g = dict(sections["grid"])
+        for axis in ("batch_size", "learning_rate", "epochs", "alpha"):
+            g.setdefault(axis, (getattr(train, axis),))
+        grid = GridConfig(**g)
+    cfg = Config(
+        name=name,
+        data=DataConfig(**sections.get("data", {})),
+        model=ModelConfig(**sections.get("model", {})),
+        train=train,
+        grid=grid,
+        output=OutputConfig(**sections.get("output", {})),
+        source=src,
+    )
+    _check_combinations(cfg, src)
+    return cfg
+
+
+def _check_combinations(cfg: Config, src: str) -> None:
+    """Rules that involve more than one key."""
+    if cfg.grid is not None and cfg.data.val_fraction == 0:
+        raise ConfigError(f"{src}: a 'grid' needs a validation set to select on; "
+                          f"'data.val_fraction' must be > 0. Got 0 instead.")
+    if cfg.train.optimizer == "newton" and cfg.model.kind != "linear":
+        raise ConfigError(f"{src}: 'train.optimizer' newton is only available for model.kind 'linear'. "
+                          f"Got model.kind {cfg.model.kind!r}; use 'sgd' or 'momentum'.")
+    if cfg.data.name == "xor" and cfg.model.kind not in ("linear", "logistic", "mlp"):
+        raise ConfigError(f"{src}: data.name 'xor' has 2 inputs and binary targets; "
+                          f"'model.kind' must be linear, logistic or mlp. Got {cfg.model.kind!r} instead.")
+    if cfg.model.kind == "logistic" and cfg.data.name != "xor" and (
+            cfg.data.classes is None or len(cfg.data.classes) > 2):
+        raise ConfigError(f"{src}: model.kind 'logistic' is binary; 'data.classes' must list 1 or 2 classes. "
+                          f"Got {None if cfg.data.classes is None else list(cfg.data.classes)!r} instead.")
+
+
+def _hint(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _deepcopy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deepcopy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deepcopy(v) for v in x]
+    return x
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text (what `config.yaml` in a run folder holds)."""
+    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for lists: `hidden: [256, 128]`."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+

@@ -1,0 +1,28 @@
+"""User-facing errors: one clear line, exit code 2, no traceback.
+
+Real bugs are *not* wrapped: they keep their traceback so they get fixed.
+"""
+from __future__ import annotations
+
+import click
+
+
+class DlhwError(click.ClickException):
+    """A mistake the user can fix (bad config, path or file). Exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # one line, no "Error: " noise twice
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class ConfigError(DlhwError):
+    """A config file, key or value that breaks the schema."""
+
+
+class DataError(DlhwError):
+    """A data set that is missing, corrupt or fails its checksum."""
+
+
+class RunError(DlhwError):
+    """A run folder that is missing, incomplete or locked."""

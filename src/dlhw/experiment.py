@@ -1,0 +1,169 @@
+"""One training run, end to end: config -> data -> model -> fit -> run folder.
+
+`dlhw train` is this; the grid's final retrain is this too; `dlhw eval` reloads
+what it wrote.
+"""
+from __future__ import annotations
+
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlhw import results
+from dlhw.config import Config, dump_config, load_config
+from dlhw.data import Preprocessor
+from dlhw.errors import RunError
+from dlhw.models import Model, build_model
+from dlhw.prepare import Prepared, prepare
+from dlhw.progress import bar
+from dlhw.train import History, batches_per_epoch, fit
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    history: History
+    model: Model
+    prepared: Prepared
+
+
+def n_outputs(cfg: Config, prep: Prepared) -> int:
+    return len(prep.classes)
+
+
+def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, progress: bool = True,
+              argv: list[str] | None = None, retrain_on: str = "train", epochs: int | None = None,
+              prep: Prepared | None = None, extra: dict | None = None) -> RunResult:
+    """Train `cfg` and write its run folder (default `cfg.run_dir`)."""
+    started = results.now()
+    t0 = time.perf_counter()
+    run_dir = Path(out_dir) if out_dir else cfg.run_dir
+    prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
+    model = build_model(cfg, prep.n_features, n_outputs(cfg, prep))
+    epochs = epochs or cfg.train.epochs
+    steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
+    with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar:
+        hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, on_step=pbar.update)
+    metrics = final_metrics(model, prep, hist)
+    metrics["seconds"] = round(time.perf_counter() - t0, 3)
+    if extra:
+        metrics.update(extra)
+    write_run(run_dir, cfg, model, prep, hist, metrics,
+              results.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv))
+    return RunResult(run_dir, metrics, hist, model, prep)
+
+
+def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
+    """Unregularised metrics of the final weights on every split (None if diverged)."""
+    m: dict = {"trained_on": prep.trained_on, "epochs_run": hist.epochs_run, "iterations": hist.iterations,
+               "diverged": hist.diverged, "diverged_epoch": hist.diverged_epoch}
+    with np.errstate(all="ignore"):
+        for name in ("train", "val", "test"):
+            split = prep.split(name)
+            if split is None or len(split[1]) == 0:
+                continue
+            for k, v in model.evaluate(*split).items():
+                m[f"{name}_{k}"] = None if hist.diverged else v
+        if prep.test is not None and "accuracy" in model.metric_names and not hist.diverged:
+            m["test_confusion"] = confusion(prep.test[1], model.predict(prep.test[0]), len(prep.classes)).tolist()
+    m["classes"] = list(prep.classes)
+    return m
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """Counts (k, k): rows true class, columns predicted class."""
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def write_run(run_dir: Path, cfg: Config, model: Model, prep: Prepared, hist: History, metrics: dict,
+              manifest: dict) -> None:
+    """Every file of a run folder, each written atomically; metrics.json last (it marks completion)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    results.write_csv(run_dir / "history.csv", hist.rows)
+    results.write_csv(run_dir / "iterations.csv",
+                      ({"iteration": i + 1, "batch_loss": v} for i, v in enumerate(hist.batch_loss)),
+                      ["iteration", "batch_loss"])
+    arrays = {"kind": np.array(cfg.model.kind), "classes": np.array(prep.classes), **model.state()}
+    if prep.pre is not None:
+        arrays |= prep.pre.to_arrays()
+    results.save_npz(run_dir / "model.npz", arrays)
+    results.write_json(run_dir / "manifest.json", manifest)
+    results.write_json(run_dir / "metrics.json", metrics)
+
+
+# --------------------------------------------------------------------------- reloading
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, Model, dict, dict]:
+    """(config, model, metrics, stored arrays) of a finished run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunError(f"{run_dir}: run folder not found.")
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: is a file; give a run folder (e.g. results/softmax_train).")
+    if not (run_dir / "config.yaml").is_file():
+        raise RunError(f"{run_dir}: not a dlhw run folder (no config.yaml).")
+    cfg = load_config(run_dir / "config.yaml")
+    metrics = results.read_json(run_dir / "metrics.json")
+    arrays = results.load_npz(run_dir / "model.npz")
+    classes = tuple(str(c) for c in arrays["classes"])
+    n_features = _n_features(arrays)
+    model = build_model(cfg, n_features, len(classes))
+    try:
+        model.load_state(arrays)
+    except (KeyError, ValueError) as e:
+        raise RunError(f"{run_dir / 'model.npz'}: does not match config.yaml ({e}).") from None
+    return cfg, model, metrics, arrays
+
+
+def _n_features(arrays: dict) -> int:
+    for k, v in arrays.items():
+        if k.startswith("param_") and v.ndim == 2:
+            return int(v.shape[0])
+    raise RunError("model.npz holds no weight matrix.")
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", data_dir=None) -> dict:
+    """Recompute `split` metrics of a run with its stored preprocessing; writes eval-<split>.json."""
+    run_dir = Path(run_dir)
+    cfg, model, metrics, arrays = load_run(run_dir)
+    if metrics.get("diverged"):
+        raise RunError(f"{run_dir}: this run diverged at epoch {metrics.get('diverged_epoch')}; "
+                       f"there is no model to evaluate.")
+    pre = Preprocessor.from_arrays(arrays) if "pre_kind" in arrays else None
+    prep = prepare(cfg, data_dir, retrain_on=metrics.get("trained_on", "train"), pre=pre)
+    data = prep.split(split)
+    if data is None or len(data[1]) == 0:
+        raise RunError(f"{run_dir}: this run has no {split!r} split "
+                       f"(trained on {metrics.get('trained_on')}, data.val_fraction={cfg.data.val_fraction}).")
+    out = {f"{split}_{k}": v for k, v in model.evaluate(*data).items()}
+    results.write_json(run_dir / f"eval-{split}.json", out)
+    return out
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """A short table of a run's metrics for stdout."""
+    lines = [f"{'split':<8}{'CE':>10}{'accuracy':>11}"]
+    for s in ("train", "val", "test"):
+        ce, acc = metrics.get(f"{s}_ce"), metrics.get(f"{s}_accuracy")
+        if ce is None and acc is None:
+            continue
+        lines.append(f"{s:<8}{_f(ce, '10.4f')}{_f(acc, '11.2%')}")
+    return lines
+
+
+def _f(v, spec: str) -> str:
+    width = int(spec.split(".")[0])
+    return format(v, spec) if v is not None else "-".rjust(width)
+
+
+def reload_config(run_dir: Path) -> Config:
+    return load_config(run_dir / "config.yaml")
+
+
+

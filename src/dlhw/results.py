@@ -1,0 +1,200 @@
+"""Run folders: atomic writes of config, metrics, history, model and manifest.
+
+A run folder is a function of (config, data, code version). Every file is
+written to a temporary name in the same folder and renamed into place, so a
+crash never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+import dlhw
+from dlhw.errors import RunError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` via a temp file + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: numpy scalars -> Python, NaN/inf -> None."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: file not found; is this a finished dlhw run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e}).") from None
+
+
+def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str] | None = None) -> Path:
+    rows = list(rows)
+    if columns is None:
+        columns = []
+        for r in rows:
+            columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in columns})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))  # shortest round-trip repr: files are exact and reproducible
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows as dicts; numeric-looking values converted to int/float, '' to None."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: file not found; is this a finished dlhw run folder?")
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _parse(v: str) -> Any:
+    if v == "":
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return v
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: file not found; is this a finished dlhw run folder?")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: cannot read the model file ({e}).") from None
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_version() -> dict:
+    """dlhw version, and the git commit + dirty flag when run from a checkout."""
+    commit = _git("rev-parse", "HEAD")
+    info: dict = {"dlhw": dlhw.__version__, "git_commit": commit}
+    if commit:
+        info["git_dirty"] = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return info
+
+
+def blas_info() -> list[dict]:
+    try:
+        from threadpoolctl import threadpool_info
+        return [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+                for d in threadpool_info() if d.get("user_api") == "blas"]
+    except Exception:  # informational only
+        return []
+
+
+def manifest(*, seed: int, data_sha256: dict, started: datetime, argv: list[str] | None = None,
+             extra: dict | None = None) -> dict:
+    """Provenance for a run folder: versions, BLAS, git, data checksums, times."""
+    return {
+        **code_version(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "blas": blas_info(),
+        "data_sha256": data_sha256,
+        "seed": seed,
+        "command": argv if argv is not None else sys.argv,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": now().isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
