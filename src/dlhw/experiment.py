@@ -75,7 +75,8 @@ def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    """Counts (k, k): rows true class, columns predicted class."""
+    """Counts (k, k): rows true class, columns predicted class (k grows to fit the labels)."""
+    k = max(k, int(y.max(initial=0)) + 1, int(pred.max(initial=0)) + 1)
     return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
 
@@ -147,19 +148,26 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_dir=None) -> dic
 
 
 def summary_lines(metrics: dict) -> list[str]:
-    """A short table of a run's metrics for stdout."""
-    lines = [f"{'split':<8}{'CE':>10}{'accuracy':>11}"]
-    for s in ("train", "val", "test"):
-        ce, acc = metrics.get(f"{s}_ce"), metrics.get(f"{s}_accuracy")
-        if ce is None and acc is None:
-            continue
-        lines.append(f"{s:<8}{_f(ce, '10.4f')}{_f(acc, '11.2%')}")
+    """A short table of a run's metrics for stdout: a row per split, a column per metric."""
+    splits = [s for s in ("train", "val", "test") if any(k.startswith(f"{s}_") for k in metrics)]
+    names: list[str] = []
+    for k in metrics:
+        split, _, metric = k.partition("_")
+        if split in splits and metric not in names and metric != "confusion":
+            names.append(metric)
+    lines = [f"{'split':<8}" + "".join(f"{_LABEL.get(m, m):>11}" for m in names)]
+    for s in splits:
+        lines.append(f"{s:<8}" + "".join(_f(metrics.get(f"{s}_{m}"), m) for m in names))
     return lines
 
 
-def _f(v, spec: str) -> str:
-    width = int(spec.split(".")[0])
-    return format(v, spec) if v is not None else "-".rjust(width)
+_LABEL = {"ce": "CE"}
+
+
+def _f(v, metric: str) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "-".rjust(11)
+    return format(v, "11.2%") if metric == "accuracy" else format(v, "11.4f")
 
 
 def reload_config(run_dir: Path) -> Config:

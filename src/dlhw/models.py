@@ -54,6 +54,10 @@ class Model:
         n = max(X.shape[0], 1)
         return {"ce": ce / n, "accuracy": correct / n}
 
+    def diagnostics(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Extra per-epoch numbers for history.csv (e.g. weight norms); none by default."""
+        return {}
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted labels (N,)."""
         return np.concatenate([self.loss(X[i:i + EVAL_CHUNK]).argmax(axis=1)

@@ -50,11 +50,13 @@ class History:
 
 
 def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, *,
-        epochs: int | None = None, on_step: Callable[[int], None] | None = None) -> History:
+        epochs: int | None = None, max_steps: int | None = None,
+        on_step: Callable[[int], None] | None = None) -> History:
     """Train `model` in place on `train` with the settings of `cfg` (a TrainConfig).
 
     evals: extra splits evaluated at every evaluation point (e.g. val, test);
     the training split itself is evaluated at epoch ends as `train_*`.
+    max_steps: stop after this many SGD steps (the last epoch may be partial).
     A non-finite mini-batch loss stops training and marks the run diverged.
     """
     X, y = train
@@ -72,6 +74,8 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
         for epoch in range(1, epochs + 1):
             order = epoch_permutation(n, cfg.seed, epoch)
             for start in range(0, n, cfg.batch_size):
+                if max_steps is not None and it >= max_steps:
+                    break
                 idx = order[start:start + cfg.batch_size]
                 loss, grads = model.loss(X[idx], y[idx], rng=drop_rng)
                 it += 1
@@ -108,6 +112,7 @@ def _fit_newton(model, train, evals, epochs, hist, on_step) -> History:
 
 
 def _evaluate_point(model, train, evals, epoch, it) -> dict:
+    """Metrics of every split; at epoch ends also the model's diagnostics on the train split."""
     row: dict = {"epoch": round(float(epoch), 6), "iteration": it}
     splits = ({"train": train} if train is not None else {}) | evals
     for name, (Xs, ys) in splits.items():
@@ -115,6 +120,8 @@ def _evaluate_point(model, train, evals, epoch, it) -> dict:
             continue
         for metric, value in model.evaluate(Xs, ys).items():
             row[f"{name}_{metric}"] = value
+    if train is not None:
+        row |= model.diagnostics(*train)
     return row
 
 
