@@ -8,6 +8,7 @@ import click
 
 import dlhw
 from dlhw.config import Config, load_config
+from dlhw.errors import ConfigError
 
 CONFIG = click.option("--config", "config_path", required=True, metavar="FILE",
                       help="YAML experiment config, e.g. configs/softmax_train.yaml.")
@@ -58,6 +59,36 @@ def train(config_path, overrides, out_dir, data_dir, quiet) -> None:
                    f"try a smaller learning rate than {cfg.train.learning_rate:g}.", err=True)
         sys.exit(1)
     for line in summary_lines(m):
+        click.echo(line)
+
+
+@cli.command()
+@CONFIG
+@SET
+@OUT
+@DATA_DIR
+@click.option("--jobs", "-j", "n_jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel worker processes (default: the number of cores).")
+@click.option("--fresh", is_flag=True, help="Discard saved jobs and start over.")
+@click.option("--dry-run", is_flag=True, help="Print the number of settings and jobs and an estimated time; train nothing.")
+@QUIET
+def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet) -> None:
+    """Run a hyperparameter grid (resumable), select the best setting, retrain it and test it."""
+    from dlhw.gridrun import GridInterrupted, dry_run as plan, run_grid, summary
+
+    cfg = _load(config_path, overrides, out_dir, data_dir)
+    if cfg.grid is None:
+        raise ConfigError(f"{config_path}: has no 'grid' section; add one (see configs/softmax.yaml) "
+                          f"or use `dlhw train`.")
+    if dry_run:
+        click.echo(plan(cfg, n_jobs, data_dir))
+        return
+    try:
+        res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=not quiet, argv=sys.argv)
+    except GridInterrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(130)
+    for line in summary(res, cfg):
         click.echo(line)
 
 

@@ -37,8 +37,14 @@ def n_outputs(cfg: Config, prep: Prepared) -> int:
 
 def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, progress: bool = True,
               argv: list[str] | None = None, retrain_on: str = "train", epochs: int | None = None,
-              prep: Prepared | None = None, extra: dict | None = None) -> RunResult:
-    """Train `cfg` and write its run folder (default `cfg.run_dir`)."""
+              prep: Prepared | None = None, extra: dict | None = None, max_steps: int | None = None,
+              manifest_extra: dict | None = None) -> RunResult:
+    """Train `cfg` and write its run folder (default `cfg.run_dir`).
+
+    retrain_on='train+val' trains on the training and validation splits together;
+    epochs/max_steps override the config's epoch count (max_steps may end mid-epoch);
+    extra/manifest_extra are merged into metrics.json/manifest.json.
+    """
     started = results.now()
     t0 = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else cfg.run_dir
@@ -46,14 +52,18 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     model = build_model(cfg, prep.n_features, n_outputs(cfg, prep))
     epochs = epochs or cfg.train.epochs
     steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
     with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar:
-        hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, on_step=pbar.update)
+        hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
+                   on_step=pbar.update)
     metrics = final_metrics(model, prep, hist)
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
     if extra:
         metrics.update(extra)
     write_run(run_dir, cfg, model, prep, hist, metrics,
-              results.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv))
+              results.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
+                               extra=manifest_extra))
     return RunResult(run_dir, metrics, hist, model, prep)
 
 

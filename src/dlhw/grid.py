@@ -1,0 +1,254 @@
+"""The hyperparameter grid: expand, split into jobs, run/resume them, select the best.
+
+A grid job is a small, self-describing, picklable unit (`GridJob`): one batch
+size, one shuffle seed and a chunk of (learning rate, alpha) pairs, trained for
+max(epochs) epochs. It loads its data from the local cache itself and its
+result is written atomically to `jobs/<key>.npz` in the run folder, where `key`
+hashes everything that determines the result. So an interrupted grid resumes
+by computing only the missing jobs, and jobs could run on any machine that has
+the data.
+
+Softmax jobs train their settings as one stacked model (`stack.train_stack`);
+other model kinds train one setting per job with `train.fit`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import dlhw
+from dlhw import results
+from dlhw.config import Config
+
+AXES = ("batch_size", "learning_rate", "epochs", "alpha")
+MAX_STACK = 32  # settings per stacked job: bounds memory, and gives the pool enough jobs to balance
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """Train `learning_rates[i]` with `alphas[i]` for every i, at one batch size and seed."""
+
+    cfg: Config
+    batch_size: int
+    seed: int
+    learning_rates: tuple[float, ...]
+    alphas: tuple[float, ...]
+    epochs: int  # trains this many epochs, recording validation metrics after each
+    train_ce_epochs: tuple[int, ...]  # epochs at which the full training-split CE is computed
+    data_dir: str | None = None
+
+    @property
+    def n_settings(self) -> int:
+        return len(self.learning_rates)
+
+    @property
+    def stacked(self) -> bool:
+        return self.cfg.model.kind == "softmax"
+
+    def identity(self) -> dict:
+        """Everything that determines this job's result."""
+        c = self.cfg
+        return {
+            "dlhw": dlhw.__version__,
+            "data": asdict(c.data) | {"dir": None, "sha256": _data_checksums(c.data.name)},
+            "model": asdict(c.model),
+            "train": {k: getattr(c.train, k) for k in ("dtype", "optimizer", "momentum")},
+            "batch_size": self.batch_size, "seed": self.seed,
+            "learning_rates": list(self.learning_rates), "alphas": list(self.alphas),
+            "epochs": self.epochs, "train_ce_epochs": list(self.train_ce_epochs),
+        }
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+    def cost(self, n_train: int = 48000) -> float:
+        """Relative cost, for scheduling the most expensive jobs first."""
+        steps = self.epochs * math.ceil(n_train / self.batch_size)
+        per_step = 40e-6 + self.batch_size * 784 * 10 * self.n_settings * 4 / 70e9
+        return steps * per_step
+
+    def run(self, on_progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+        """Train and return result arrays (see `save`). Loads data from the local cache.
+
+        on_progress(units) is called as work finishes; one unit = one setting-epoch.
+        """
+        prep = _prepared(self.cfg, self.data_dir)
+        if self.stacked:
+            from dlhw.stack import train_stack
+
+            r = train_stack(*prep.train, len(prep.classes), self.learning_rates, self.alphas, self.batch_size,
+                            self.seed, self.epochs, prep.val, train_ce_epochs=self.train_ce_epochs,
+                            on_epoch=(lambda e, _: on_progress(self.n_settings)) if on_progress else None)
+            train_ce = np.array([r.train_ce[e] for e in self.train_ce_epochs])
+            return {"val_ce": r.val_ce, "val_accuracy": r.val_accuracy, "train_ce": train_ce,
+                    "diverged_epoch": r.diverged_epoch}
+        return self._run_single(prep, on_progress)
+
+    def _run_single(self, prep, on_progress) -> dict[str, np.ndarray]:
+        """One `fit` per setting (non-stackable model kinds)."""
+        from dlhw.experiment import n_outputs
+        from dlhw.models import build_model
+        from dlhw.train import fit
+
+        S, E = self.n_settings, self.epochs
+        out = {"val_ce": np.full((E, S), np.nan), "val_accuracy": np.full((E, S), np.nan),
+               "train_ce": np.full((len(self.train_ce_epochs), S), np.nan),
+               "diverged_epoch": np.zeros(S, dtype=np.int64)}
+        for s, (lr, alpha) in enumerate(zip(self.learning_rates, self.alphas)):
+            cfg = self.cfg.replace(train={"batch_size": self.batch_size, "learning_rate": lr, "alpha": alpha,
+                                          "seed": self.seed, "epochs": E, "eval_every": None})
+            model = build_model(cfg, prep.n_features, n_outputs(cfg, prep))
+            hist = fit(model, prep.train, cfg.train, {"val": prep.val})
+            for row in hist.epoch_rows():
+                e = int(row["epoch"])
+                out["val_ce"][e - 1, s], out["val_accuracy"][e - 1, s] = row["val_ce"], row["val_accuracy"]
+                if e in self.train_ce_epochs:
+                    out["train_ce"][self.train_ce_epochs.index(e), s] = row["train_ce"]
+            if hist.diverged:
+                out["diverged_epoch"][s] = hist.diverged_epoch
+            if on_progress:
+                on_progress(E)
+        return out
+
+    def save(self, folder: Path, arrays: dict[str, np.ndarray]) -> Path:
+        """Write the result atomically to folder/<key>.npz, with the job's identity."""
+        meta = np.array(json.dumps(self.identity(), sort_keys=True, default=str))
+        return results.save_npz(folder / f"{self.key}.npz", {**arrays, "identity": meta})
+
+    def load(self, folder: Path) -> dict[str, np.ndarray] | None:
+        """The saved result, or None if absent, unreadable or not this job's."""
+        path = folder / f"{self.key}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception:  # a damaged file is recomputed
+            return None
+        ident = json.dumps(self.identity(), sort_keys=True, default=str)
+        if str(arrays.pop("identity", "")) != ident:
+            return None
+        shape = (self.epochs, self.n_settings)
+        if arrays.get("val_ce", np.empty(0)).shape != shape:
+            return None
+        return arrays
+
+
+_CACHE: dict = {}
+
+
+def _prepared(cfg: Config, data_dir):
+    """prepare() once per process for a given data setup (workers run many jobs)."""
+    from dlhw.prepare import prepare
+
+    key = (cfg.data, cfg.train.dtype, data_dir)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = prepare(cfg, data_dir)
+    return _CACHE[key]
+
+
+def _data_checksums(name: str) -> dict:
+    from dlhw.data import REGISTRY
+
+    spec = REGISTRY.get(name)
+    return {k: f.sha256 for k, f in spec.files.items()} if spec else {}
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def make_jobs(cfg: Config, data_dir: str | None = None, max_stack: int = MAX_STACK) -> list[GridJob]:
+    """Split the grid into jobs: per seed and batch size, chunks of (lr, alpha) pairs."""
+    g = cfg.grid
+    pairs = [(lr, a) for lr in g.learning_rate for a in g.alpha]
+    chunk = max_stack if cfg.model.kind == "softmax" else 1
+    n_chunks = math.ceil(len(pairs) / chunk)
+    size = math.ceil(len(pairs) / n_chunks)  # even chunks
+    E = max(g.epochs)
+    jobs = []
+    for seed in g.seeds:
+        for bs in g.batch_size:
+            for i in range(0, len(pairs), size):
+                part = pairs[i:i + size]
+                jobs.append(GridJob(cfg, bs, seed, tuple(p[0] for p in part), tuple(p[1] for p in part),
+                                    E, tuple(sorted(g.epochs)), data_dir))
+    return jobs
+
+
+def settings(cfg: Config) -> list[dict]:
+    """Every setting of the grid, in grid.csv order (batch size, lr, epochs, alpha)."""
+    g = cfg.grid
+    return [{"batch_size": bs, "learning_rate": lr, "epochs": e, "alpha": a}
+            for bs in g.batch_size for lr in g.learning_rate for e in g.epochs for a in g.alpha]
+
+
+# --------------------------------------------------------------------------- assembling
+
+
+def assemble(cfg: Config, jobs: list[GridJob], outputs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(grid rows, per-epoch curve rows) from the job outputs; means over seeds."""
+    g = cfg.grid
+    E = max(g.epochs)
+    seeds = list(g.seeds)
+    # (bs, lr, alpha) -> per-seed arrays
+    per: dict[tuple, dict[int, dict]] = {}
+    for job, out in zip(jobs, outputs):
+        for s, (lr, a) in enumerate(zip(job.learning_rates, job.alphas)):
+            per.setdefault((job.batch_size, lr, a), {})[job.seed] = {
+                "val_ce": out["val_ce"][:, s], "val_accuracy": out["val_accuracy"][:, s],
+                "train_ce": out["train_ce"][:, s], "diverged_epoch": int(out["diverged_epoch"][s])}
+    epochs_sorted = sorted(g.epochs)
+    rows = []
+    for st in settings(cfg):
+        runs = [per[(st["batch_size"], st["learning_rate"], st["alpha"])][sd] for sd in seeds]
+        e = st["epochs"]
+        div = [r["diverged_epoch"] for r in runs if 0 < r["diverged_epoch"] <= e]
+        row = dict(st)
+        vce = np.array([r["val_ce"][e - 1] for r in runs])
+        vacc = np.array([r["val_accuracy"][e - 1] for r in runs])
+        tce = np.array([r["train_ce"][epochs_sorted.index(e)] for r in runs])
+        row["train_ce"] = None if div else float(tce.mean())
+        row["val_ce"] = None if div else float(vce.mean())
+        row["val_accuracy"] = None if div else float(vacc.mean())
+        if len(seeds) > 1:
+            row["val_ce_std"] = None if div else float(vce.std(ddof=1))
+            row["val_accuracy_std"] = None if div else float(vacc.std(ddof=1))
+            row["n_seeds"] = len(seeds)
+        row["diverged"] = bool(div)
+        row["diverged_epoch"] = min(div) if div else None
+        rows.append(row)
+    curves = []
+    for (bs, lr, a), by_seed in sorted(per.items()):
+        runs = [by_seed[sd] for sd in seeds]
+        for e in range(1, E + 1):
+            vals = [r["val_ce"][e - 1] for r in runs]
+            accs = [r["val_accuracy"][e - 1] for r in runs]
+            ok = all(np.isfinite(vals))
+            curves.append({"batch_size": bs, "learning_rate": lr, "alpha": a, "epoch": e,
+                           "val_ce": float(np.mean(vals)) if ok else None,
+                           "val_accuracy": float(np.mean(accs)) if ok else None})
+    return rows, curves
+
+
+def select(rows: list[dict], by: str = "val_ce") -> dict | None:
+    """The best non-diverged row: lowest val_ce or highest val_accuracy (first on ties)."""
+    ok = [r for r in rows if not r["diverged"] and r.get(by) is not None and math.isfinite(r[by])]
+    if not ok:
+        return None
+    if by == "val_ce":
+        return min(ok, key=lambda r: r["val_ce"])
+    return max(ok, key=lambda r: r["val_accuracy"])
+
+
+def rank(rows: list[dict], by: str = "val_ce", n: int = 10) -> list[dict]:
+    ok = [r for r in rows if not r["diverged"] and r.get(by) is not None]
+    return sorted(ok, key=lambda r: r[by] if by == "val_ce" else -r[by])[:n]

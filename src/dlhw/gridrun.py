@@ -1,0 +1,314 @@
+"""`dlhw grid`: run the jobs of a grid in parallel processes, resumably; select; retrain; test.
+
+Run folder (results/<name>/):
+  jobs/<key>.npz   one per finished job (atomic), reused by a rerun of the same command
+  grid.csv         one row per setting
+  grid_epochs.csv  validation CE/accuracy after every epoch of every (batch size, lr, alpha)
+  best.json        the chosen setting and its validation figures
+  grid.log         job-level detail
+  + the files of `dlhw train` for the chosen setting retrained (metrics.json, model.npz, ...)
+"""
+from __future__ import annotations
+
+import math
+import os
+import queue as queue_mod
+import shutil
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import multiprocessing as mp
+
+from dlhw import results
+from dlhw.config import Config
+from dlhw.errors import RunError
+from dlhw.grid import GridJob, assemble, make_jobs, rank, select
+from dlhw.lock import RunLock
+from dlhw.progress import bar
+
+CSV_COLUMNS = ["batch_size", "learning_rate", "epochs", "alpha", "train_ce", "val_ce", "val_accuracy",
+               "val_ce_std", "val_accuracy_std", "n_seeds", "diverged", "diverged_epoch"]
+
+
+# BLAS threads per job. One, always: a product's rounding can depend on the thread count, and a
+# grid's results must not depend on --jobs or on which jobs a resumed run still had to compute.
+# Parallelism comes from the processes (--jobs, default one per core): processes x threads = cores.
+JOB_THREADS = 1
+
+
+class GridInterrupted(Exception):
+    """Ctrl-C during a grid: finished jobs are saved; rerunning resumes."""
+
+    def __init__(self, saved: int, total: int, run_dir: Path):
+        super().__init__(f"interrupted: {saved} of {total} jobs are saved in {run_dir / 'jobs'}; "
+                         f"rerun the same command to resume.")
+        self.saved, self.total = saved, total
+
+
+@dataclass
+class GridResult:
+    run_dir: Path
+    rows: list[dict]
+    best: dict
+    metrics: dict
+    seconds: float
+    jobs_run: int
+    jobs_loaded: int
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------- worker side
+
+_QUEUE = None
+_LIMITS = None
+_PARENT = None
+
+
+def _init_worker(threads: int, q) -> None:
+    global _QUEUE, _LIMITS, _PARENT
+    from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _LIMITS = threadpool_limits(threads, user_api="blas")
+    _QUEUE = q
+    _PARENT = os.getppid()
+
+
+def _work(job: GridJob, folder: str) -> tuple[str, float]:
+    """Run one job in a worker and write its own result file."""
+    t0 = time.perf_counter()
+
+    def report(units: int) -> None:
+        if _PARENT is not None and os.getppid() != _PARENT:
+            os._exit(1)  # the parent was killed (e.g. kill -9): stop instead of computing for nobody
+        if _QUEUE is not None:
+            _QUEUE.put(units)
+
+    arrays = job.run(on_progress=report)
+    job.save(Path(folder), arrays)
+    return job.key, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class _Log:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, msg: str) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(f"{datetime.now().isoformat(timespec='seconds')} {msg}\n")
+
+
+def estimate_seconds(jobs: list[GridJob], workers: int) -> float:
+    """Rough wall time: the cost model of GridJob spread over the workers."""
+    return sum(j.cost() for j in jobs) / max(1, min(workers, len(jobs)))
+
+
+def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
+    jobs = make_jobs(cfg, data_dir)
+    folder = cfg.run_dir / "jobs"
+    saved = sum(1 for j in jobs if (folder / f"{j.key}.npz").is_file())
+    workers = n_jobs or default_jobs()
+    missing = [j for j in jobs if not (folder / f"{j.key}.npz").is_file()]
+    g = cfg.grid
+    return (f"{cfg.name}: {g.size} settings ({len(g.batch_size)} batch sizes x {len(g.learning_rate)} learning rates "
+            f"x {len(g.epochs)} epoch counts x {len(g.alpha)} alphas) x {len(g.seeds)} seed(s) "
+            f"in {len(jobs)} jobs ({saved} already saved); "
+            f"estimated {_hms(estimate_seconds(missing, workers))} with {workers} worker(s). Nothing was trained.")
+
+
+def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
+             progress: bool = True, argv: list[str] | None = None, max_stack: int | None = None) -> GridResult:
+    """Run (or resume) the grid of `cfg`, select the best setting, retrain it and test it."""
+    if cfg.grid is None:
+        raise RunError(f"{cfg.source}: has no 'grid' section; use `dlhw train` for a single setting.")
+    run_dir = cfg.run_dir
+    with RunLock(run_dir):
+        return _run_locked(cfg, run_dir, data_dir, n_jobs or default_jobs(), fresh, progress, argv, max_stack)
+
+
+def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stack) -> GridResult:
+    t0 = time.perf_counter()
+    started = results.now()
+    folder = run_dir / "jobs"
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = _Log(run_dir / "grid.log")
+    jobs = make_jobs(cfg, data_dir, **({"max_stack": max_stack} if max_stack else {}))
+    outputs: dict[str, dict] = {}
+    for j in jobs:
+        saved = j.load(folder)
+        if saved is not None:
+            outputs[j.key] = saved
+    missing = [j for j in jobs if j.key not in outputs]
+    log(f"grid {cfg.name}: {cfg.grid.size} settings, {len(jobs)} jobs, {len(outputs)} loaded from {folder}, "
+        f"{len(missing)} to run with {workers} worker(s)")
+    total_units = sum(j.n_settings * j.epochs for j in jobs)
+    done_units = total_units - sum(j.n_settings * j.epochs for j in missing)
+    with bar(total=total_units, desc=f"grid {cfg.name}", unit="setting-epoch", enabled=progress,
+             initial=done_units) as pbar:
+        _run_missing(missing, folder, workers, pbar, log, run_dir, len(jobs))
+    for j in missing:
+        out = j.load(folder)
+        if out is None:
+            raise RuntimeError(f"job {j.key} finished but its result file is missing")
+        outputs[j.key] = out
+    grid_seconds = time.perf_counter() - t0
+
+    rows, curves = assemble(cfg, jobs, [outputs[j.key] for j in jobs])
+    columns = [c for c in CSV_COLUMNS if any(c in r for r in rows)]
+    results.write_csv(run_dir / "grid.csv", rows, columns)
+    results.write_csv(run_dir / "grid_epochs.csv", curves,
+                      ["batch_size", "learning_rate", "alpha", "epoch", "val_ce", "val_accuracy"])
+    g = cfg.grid
+    best = select(rows, g.select_by)
+    if best is None:
+        log("every setting diverged")
+        raise RunError(f"{cfg.source}: every setting of the grid diverged; try smaller learning rates.")
+    best_info = {k: best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha")}
+    best_info |= {"val_ce": best["val_ce"], "val_accuracy": best["val_accuracy"],
+                  "select_by": g.select_by, "retrain_on": g.retrain_on, "retrain_epochs": g.retrain_epochs,
+                  "seeds": list(g.seeds), "n_settings": g.size}
+    if "val_ce_std" in best:
+        best_info |= {"val_ce_std": best["val_ce_std"], "val_accuracy_std": best["val_accuracy_std"]}
+    log(f"best: {best_info}")
+
+    final = retrain(cfg, best_info, data_dir, progress, argv,
+                    {"grid": {"seconds": round(grid_seconds, 3), "jobs": len(jobs), "jobs_run": len(missing),
+                              "jobs_loaded": len(jobs) - len(missing), "workers": workers,
+                              "settings_per_second": round(g.size / max(grid_seconds, 1e-9), 3)}})
+    best_info["retrained_epochs"] = final.metrics["epochs_run"]
+    best_info["retrained_steps"] = final.metrics["iterations"]
+    results.write_json(run_dir / "best.json", best_info)
+    seconds = time.perf_counter() - t0
+    log(f"done in {seconds:.1f} s; test_ce={final.metrics.get('test_ce')} "
+        f"test_accuracy={final.metrics.get('test_accuracy')}")
+    return GridResult(run_dir, rows, best_info, final.metrics, seconds, len(missing), len(jobs) - len(missing))
+
+
+def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_extra: dict):
+    """Retrain the chosen setting (on train+val by default) and evaluate it on test."""
+    from dlhw.experiment import train_run
+    from dlhw.prepare import prepare
+    from dlhw.train import batches_per_epoch
+
+    g = cfg.grid
+    chosen = cfg.replace(train={"batch_size": best["batch_size"], "learning_rate": best["learning_rate"],
+                                "epochs": best["epochs"], "alpha": best["alpha"], "seed": g.seeds[0]})
+    prep = prepare(chosen, data_dir, retrain_on=g.retrain_on)
+    epochs, max_steps = best["epochs"], None
+    if g.retrain_epochs == "same_steps":
+        n_sel = len(prepare(chosen, data_dir).train[1])  # the training split the grid selected on
+        max_steps = best["epochs"] * batches_per_epoch(n_sel, best["batch_size"])
+        epochs = math.ceil(max_steps / batches_per_epoch(len(prep.train[1]), best["batch_size"]))
+    return train_run(chosen, data_dir=data_dir, out_dir=cfg.run_dir, progress=progress, argv=argv,
+                     retrain_on=g.retrain_on, epochs=epochs, max_steps=max_steps, prep=prep,
+                     manifest_extra=manifest_extra)
+
+
+def _run_missing(missing: list[GridJob], folder: Path, workers: int, pbar, log, run_dir: Path,
+                 total_jobs: int) -> None:
+    """Run jobs: in this process when one worker, else in a spawn pool; Ctrl-C -> GridInterrupted."""
+    if not missing:
+        return
+    missing = sorted(missing, key=lambda j: -j.cost())  # longest first: better balance
+    saved_before = total_jobs - len(missing)
+    done = 0
+    if workers == 1 or len(missing) == 1:
+        from threadpoolctl import threadpool_limits
+
+        try:
+            with threadpool_limits(JOB_THREADS, user_api="blas"):
+                for j in missing:
+                    t = time.perf_counter()
+                    j.save(folder, j.run(on_progress=pbar.update))
+                    done += 1
+                    log(f"job {j.key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
+                        f"epochs={j.epochs}: {time.perf_counter() - t:.1f} s (in process)")
+        except KeyboardInterrupt:
+            log(f"interrupted after {saved_before + done} of {total_jobs} jobs")
+            raise GridInterrupted(saved_before + done, total_jobs, run_dir) from None
+        return
+
+    n = min(workers, len(missing))
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(JOB_THREADS, q))
+    try:
+        futures = {ex.submit(_work, j, str(folder)): j for j in missing}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(q, pbar)
+            for f in finished:
+                j = futures[f]
+                key, secs = f.result()  # re-raises a worker's exception (a bug): keep its traceback
+                done += 1
+                log(f"job {key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
+                    f"epochs={j.epochs}: {secs:.1f} s")
+        _drain(q, pbar)
+    except KeyboardInterrupt:
+        _kill(ex)
+        log(f"interrupted after {saved_before + done} of {total_jobs} jobs")
+        raise GridInterrupted(saved_before + done, total_jobs, run_dir) from None
+    except BaseException:
+        _kill(ex)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _drain(q, pbar) -> None:
+    while True:
+        try:
+            pbar.update(q.get_nowait())
+        except queue_mod.Empty:
+            return
+
+
+def _kill(ex: ProcessPoolExecutor) -> None:
+    procs = list(getattr(ex, "_processes", {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def summary(res: GridResult, cfg: Config) -> list[str]:
+    """The homework-style summary printed by `dlhw grid`."""
+    b, m, g = res.best, res.metrics, cfg.grid
+    by = "lowest validation CE" if g.select_by == "val_ce" else "highest validation accuracy"
+    lines = [
+        f"{cfg.name}: {g.size} settings x {len(g.seeds)} seed(s) in {_hms(res.seconds)} "
+        f"({g.size / max(res.seconds, 1e-9):.1f} settings/s; {res.jobs_run} jobs run, {res.jobs_loaded} resumed)",
+        f"best ({by}): batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} "
+        f"epochs={b['epochs']} alpha={b['alpha']:g}",
+        f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",
+        f"retrained on {g.retrain_on} ({m['epochs_run']} epochs, {m['iterations']} steps): "
+        f"test CE {m['test_ce']:.4f}, test accuracy {m['test_accuracy']:.2%}"
+        if m.get("test_ce") is not None else f"retrained on {g.retrain_on}: diverged",
+        "",
+        "ten best settings:",
+        f"{'batch':>6} {'lr':>9} {'epochs':>6} {'alpha':>9} {'train CE':>9} {'val CE':>8} {'val acc':>8}",
+    ]
+    for r in rank(res.rows, g.select_by):
+        lines.append(f"{r['batch_size']:>6} {r['learning_rate']:>9.4g} {r['epochs']:>6} {r['alpha']:>9.3g} "
+                     f"{r['train_ce']:>9.4f} {r['val_ce']:>8.4f} {r['val_accuracy']:>8.2%}")
+    lines.append(f"results: {res.run_dir}")
+    return lines
