@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CONFIG ?= configs/softmax_train.yaml
+CONFIG ?= configs/softmax.yaml
 
 .DEFAULT_GOAL := help
 .PHONY: help install data test reproduce bench clean
@@ -24,11 +24,12 @@ data: $(STAMP) ## find or get Fashion-MNIST (local copy, download, or Debian's p
 test: data ## set up and run the test suite
 	$(BIN)/python -m pytest -q
 
-reproduce: data ## set up and run the main job
-	$(BIN)/dlhw train --config $(CONFIG)
+reproduce: data ## set up and run the main job: the 4,096-setting grid, its retrain, test metrics and figures
+	$(BIN)/dlhw grid --config $(CONFIG)
 
-bench: $(STAMP) ## run the benchmarks under scripts/
+bench: data ## run the benchmarks under scripts/ (takes a while)
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_grid.py
 
 clean: ## remove the virtualenv, caches and results (not the data)
 	rm -rf $(VENV) results .pytest_cache build src/*.egg-info

@@ -34,8 +34,8 @@ def lone(X, y, lr, alpha, bs, epochs, val, seed=0):
     return m, h
 
 
-LRS = [0.003, 0.03, 0.3, 0.3, 1.0]
-ALPHAS = [0.0, 1e-3, 0.0, 1e-2, 1e-4]
+LRS = [0.003, 0.03, 0.3, 0.3, 1.0, 0.5]
+ALPHAS = [0.0, 1e-3, 0.0, 1e-2, 1e-4, 2.0]  # the last: lr * alpha == 1 exactly
 
 
 @pytest.mark.parametrize("bs", [1, 7, 32])

@@ -84,6 +84,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     K = n_classes
     lr = np.asarray(learning_rates, dtype=np.float64)
     decay = 1.0 - lr * np.asarray(alphas, dtype=np.float64)  # per-step factor on W, (S,)
+    hard = decay == 0  # lr * alpha == 1: each step forgets W entirely (W <- -lr G)
     S = lr.shape[0]
     V = np.zeros((d, K * S), dtype=dt)
     V3 = V.reshape(d, K, S)
@@ -119,13 +120,17 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                     c[bad] = 1.0
                     V3[:, :, bad] = 0
                     b[:, bad] = 0
-                Z /= ssum[:, None, :]
-                Z[rows, yb, :] -= 1  # P - Y
-                if not alive.all():
-                    Z[:, :, ~alive] = 0  # frozen settings take no step
-                b -= (lr / B).astype(dt) * Z.sum(axis=0)
+                if hard.any():
+                    V3[:, :, hard] = 0
+                    c[hard] = 1.0
                 c *= decay
-                Z *= (lr / (c * B)).astype(dt)
+                c[hard] = 1.0
+                # (P - Y) * lr / (c B): normalisation and step size in one pass
+                coef = (lr / (c * B)).astype(dt)
+                coef[~alive] = 0  # frozen settings take no step
+                Z *= coef / ssum[:, None, :]
+                Z[rows, yb, :] -= coef
+                b -= c.astype(dt) * Z.sum(axis=0)  # = lr/B * sum(P - Y): the bias is not decayed
                 np.matmul(xb.T, Z.reshape(B, K * S), out=gbuf)
                 V -= gbuf
                 ac = np.abs(c)

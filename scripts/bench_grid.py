@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Benchmark `dlhw grid` (a benchmark, not a test). Run from the repository root:
+
+    .venv/bin/python scripts/bench_grid.py                  # both parts, 3 repetitions
+    .venv/bin/python scripts/bench_grid.py --part speedup --reps 5
+    .venv/bin/python scripts/bench_grid.py --part canonical --reps 3
+
+Part `canonical`: the 4,096-setting grid of configs/softmax.yaml, end to end (`dlhw grid --fresh`,
+data already cached), in a fresh process each time: wall time, peak memory of the whole process
+tree (sampled from /proc), settings per second, and the test accuracy of the chosen setting.
+
+Part `speedup`: the grid engine against a plain NumPy loop of the same math, the way the homework
+did it (each setting trained alone from zero weights, every epoch count retrained from scratch),
+side by side in one process with one BLAS thread each, on the sub-grid at batch size 64: 8 learning
+rates x 8 alphas x the 8 epoch counts = 512 settings. The plain loop is timed on `--plain-pairs`
+(lr, alpha) pairs with all 8 epoch counts and scaled linearly to the 64 pairs (its settings are
+independent, so its cost is exactly linear in their number); its validation CE is checked against
+the engine's.
+
+Medians of --reps repetitions are printed, and everything is written to --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HOMEWORK_HOURS = 30.0
+
+
+# --------------------------------------------------------------------------- canonical grid
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory of pid and all its descendants (KiB), from /proc."""
+    total, todo = 0, [pid]
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        todo += children.get(p, [])
+    return total
+
+
+def canonical_once(config: str) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="dlhw-bench-")) / "grid"
+    cmd = [sys.executable, "-m", "dlhw", "grid", "--config", config, "--out", str(out), "--fresh", "-q",
+           "--no-plots"]
+    peak = [0]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def sample():
+        while p.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_kib(p.pid))
+            time.sleep(0.5)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    stdout, stderr = p.communicate()
+    wall = time.perf_counter() - t0
+    th.join()
+    if p.returncode != 0:
+        raise SystemExit(f"dlhw grid failed ({p.returncode}):\n{stderr}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = json.loads((out / "best.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"wall_s": wall, "grid_s": manifest["grid"]["seconds"], "peak_rss_mib": peak[0] / 1024,
+            "test_accuracy": metrics["test_accuracy"], "test_ce": metrics["test_ce"],
+            "best": {k: best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha", "val_ce")},
+            "n_settings": best["n_settings"], "stdout": stdout}
+
+
+# --------------------------------------------------------------------------- speed-up vs plain loop
+
+
+def plain_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, k=10):
+    """The homework's way: one setting, zero weights, mini-batch SGD, plain NumPy. Returns val CE."""
+    from dlhw.train import epoch_permutation
+
+    n, d = X.shape
+    W = np.zeros((d, k), dtype=X.dtype)
+    b = np.zeros(k, dtype=X.dtype)
+    for epoch in range(1, epochs + 1):
+        order = epoch_permutation(n, seed, epoch)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = X[idx], y[idx]
+            z = xb @ W + b
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(idx)), yb] -= 1
+            p /= len(idx)
+            W -= lr * (xb.T @ p + alpha * W)
+            b -= lr * p.sum(axis=0)
+    z = Xv @ W + b
+    z -= z.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(yv)), yv]))
+
+
+def speedup_once(prep, cfg, plain_pairs: int) -> dict:
+    from dlhw.stack import train_stack
+
+    g = cfg.grid
+    bs = 64
+    pairs = [(lr, a) for lr in g.learning_rate for a in g.alpha]
+    X, y = prep.train
+    t0 = time.perf_counter()
+    r = train_stack(X, y, 10, [p[0] for p in pairs], [p[1] for p in pairs], bs, 0, max(g.epochs), prep.val)
+    engine_s = time.perf_counter() - t0
+    # plain loop on a spread of pairs (every 64/plain_pairs-th), each epoch count from scratch
+    picks = list(range(0, len(pairs), max(1, len(pairs) // plain_pairs)))[:plain_pairs]
+    t0 = time.perf_counter()
+    worst = 0.0
+    for i in picks:
+        lr, a = pairs[i]
+        for e in g.epochs:
+            v = plain_softmax_sgd(X, y, *prep.val, lr, a, bs, e, 0)
+            ref = r.val_ce[e - 1, i]
+            if np.isfinite(ref) and lr <= 0.14:  # chaotic learning rates may differ in digits
+                worst = max(worst, abs(v - ref))
+    plain_sample_s = time.perf_counter() - t0
+    plain_s = plain_sample_s * len(pairs) / len(picks)
+    n_settings = len(pairs) * len(g.epochs)
+    return {"engine_s": engine_s, "plain_s_scaled": plain_s, "plain_sample_s": plain_sample_s,
+            "plain_pairs_timed": len(picks), "speedup": plain_s / engine_s, "settings": n_settings,
+            "max_val_ce_diff_stable": worst}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=["all", "canonical", "speedup"], default="all")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--plain-pairs", type=int, default=2)
+    ap.add_argument("--config", default="configs/softmax.yaml")
+    ap.add_argument("--json", default="bench_grid.json")
+    args = ap.parse_args()
+    report: dict = {"config": args.config, "reps": args.reps}
+
+    if args.part in ("all", "speedup"):
+        from threadpoolctl import threadpool_limits
+
+        from dlhw.config import load_config
+        from dlhw.prepare import prepare
+
+        cfg = load_config(ROOT / args.config)
+        prep = prepare(cfg)
+        runs = []
+        with threadpool_limits(1, user_api="blas"):
+            for i in range(args.reps):
+                runs.append(speedup_once(prep, cfg, args.plain_pairs))
+                print(f"speedup rep {i + 1}: engine {runs[-1]['engine_s']:.1f} s, plain loop (scaled) "
+                      f"{runs[-1]['plain_s_scaled']:.0f} s -> {runs[-1]['speedup']:.1f}x", flush=True)
+        med = {k: statistics.median(r[k] for r in runs) for k in ("engine_s", "plain_s_scaled", "speedup")}
+        report["speedup"] = {"runs": runs, "median": med}
+        print(f"SPEED-UP at batch size 64 ({runs[0]['settings']} settings): median {med['speedup']:.1f}x "
+              f"(engine {med['engine_s']:.1f} s vs plain loop {med['plain_s_scaled']:.0f} s; "
+              f"max |val CE diff| on stable settings {max(r['max_val_ce_diff_stable'] for r in runs):.2e})")
+
+    if args.part in ("all", "canonical"):
+        runs = []
+        for i in range(args.reps):
+            runs.append(canonical_once(args.config))
+            r = runs[-1]
+            print(f"canonical rep {i + 1}: {r['wall_s']:.1f} s wall, peak {r['peak_rss_mib']:.0f} MiB, "
+                  f"test accuracy {r['test_accuracy']:.4f}, best {r['best']}", flush=True)
+        med_wall = statistics.median(r["wall_s"] for r in runs)
+        report["canonical"] = {"runs": [{k: v for k, v in r.items() if k != "stdout"} for r in runs],
+                               "median_wall_s": med_wall,
+                               "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
+                               "vs_homework": HOMEWORK_HOURS * 3600 / med_wall}
+        print(runs[-1]["stdout"])
+        print(f"CANONICAL GRID ({runs[0]['n_settings']} settings): median {med_wall:.1f} s wall "
+              f"({med_wall / 60:.2f} min; {HOMEWORK_HOURS * 3600 / med_wall:.0f}x faster than 30 hours), "
+              f"peak memory {report['canonical']['median_peak_rss_mib']:.0f} MiB, "
+              f"test accuracy {runs[0]['test_accuracy']:.2%}")
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
