@@ -42,7 +42,8 @@ def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, dat
 @OUT
 @DATA_DIR
 @QUIET
-def train(config_path, overrides, out_dir, data_dir, quiet) -> None:
+@click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
+def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     """Train one setting (the config's `train:` values) and write its run folder."""
     from dlhw.experiment import summary_lines, train_run
 
@@ -55,11 +56,13 @@ def train(config_path, overrides, out_dir, data_dir, quiet) -> None:
     click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {m['epochs_run']} epochs, "
                f"{m['seconds']:.1f} s -> {res.run_dir}")
     if m["diverged"]:
+        _finish(res.run_dir, no_plots)
         click.echo(f"error: training diverged at epoch {m['diverged_epoch']} (the loss became inf/NaN); "
                    f"try a smaller learning rate than {cfg.train.learning_rate:g}.", err=True)
         sys.exit(1)
     for line in summary_lines(m):
         click.echo(line)
+    _finish(res.run_dir, no_plots)
 
 
 @cli.command()
@@ -72,7 +75,8 @@ def train(config_path, overrides, out_dir, data_dir, quiet) -> None:
 @click.option("--fresh", is_flag=True, help="Discard saved jobs and start over.")
 @click.option("--dry-run", is_flag=True, help="Print the number of settings and jobs and an estimated time; train nothing.")
 @QUIET
-def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet) -> None:
+@click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
+def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet, no_plots) -> None:
     """Run a hyperparameter grid (resumable), select the best setting, retrain it and test it."""
     from dlhw.gridrun import GridInterrupted, dry_run as plan, run_grid, summary
 
@@ -90,6 +94,7 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
         sys.exit(130)
     for line in summary(res, cfg):
         click.echo(line)
+    _finish(res.run_dir, no_plots)
 
 
 @cli.command(name="eval")
@@ -135,6 +140,89 @@ def info(name, data_dir) -> None:
     from dlhw import data as ds
 
     click.echo(ds.format_info(ds.info(name, data_dir)))
+
+
+# --------------------------------------------------------------------------- plot, report, compare
+
+RUN = click.option("--run", "run_dir", required=True, metavar="DIR", help="A run folder (of train or grid).")
+FORMAT = click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default="png", show_default=True,
+                      help="Image format of the figures.")
+
+
+def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
+    """Figures + report.md at the end of a run, unless --no-plots."""
+    if no_plots:
+        return
+    from dlhw.report import finish_run
+
+    paths = finish_run(run_dir, fmt)
+    click.echo(f"report: {paths[-1]} ({len(paths) - 1} figures in {Path(run_dir) / 'figures'})")
+
+
+@cli.command()
+@RUN
+@FORMAT
+@click.option("--out", "out_dir", default=None, metavar="DIR", help="Where to write the figures (default: DIR/figures).")
+def plot(run_dir, fmt, out_dir) -> None:
+    """Draw a run's figures from its result files (no data set, no training)."""
+    from dlhw.plots import draw_all
+
+    paths = draw_all(run_dir, out_dir, fmt)
+    for p in paths:
+        click.echo(f"wrote {p}")
+    if not paths:
+        click.echo(f"note: {run_dir} holds nothing to plot yet (no history.csv, grid.csv or model.npz).", err=True)
+
+
+@cli.command()
+@RUN
+@FORMAT
+@click.option("--plots/--no-plots", "draw", default=False, show_default=True,
+              help="Also (re)draw the figures the report embeds.")
+def report(run_dir, fmt, draw) -> None:
+    """(Re)write DIR/report.md: config, chosen setting, metrics, best settings, per-class accuracy, figures."""
+    from dlhw.report import finish_run, write_report
+
+    path = finish_run(run_dir, fmt)[-1] if draw else write_report(run_dir, fmt=fmt)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN...")
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Also write the table as CSV.")
+@click.option("--plot", "plot_path", default=None, metavar="FILE",
+              help="Overlay the runs' validation curves in one figure (.png, .svg or .pdf).")
+def compare(run_dirs, csv_path, plot_path) -> None:
+    """Runs side by side: the config keys that differ, then validation/test metrics and time."""
+    from dlhw import compare as cmp
+
+    columns, rows = cmp.compare_runs(list(run_dirs))
+    click.echo(cmp.format_table(columns, rows))
+    if csv_path:
+        click.echo(f"wrote {cmp.write_csv(csv_path, columns, rows)}")
+    if plot_path:
+        click.echo(f"wrote {cmp.plot_validation(list(run_dirs), plot_path, [r['run'] for r in rows])}")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--json", "json_path", default=None, metavar="FILE",
+              help="Also write every check's verdict and numbers to FILE (JSON).")
+@click.option("--verbose", "-v", is_flag=True, help="Print every check's details (named checks always do).")
+def check(names, json_path, verbose) -> None:
+    """Check the homework's claims numerically: claim, source, computed, expected, verdict.
+
+    NAME picks checks (default: all). Each check is also fed the known wrong formulas,
+    which it must reject. Exit code 0 when every claim holds and every slip is caught, else 1.
+    """
+    from dlhw.checks import format_report, run_checks, to_json
+    from dlhw.results import write_json
+
+    res = run_checks(names)
+    click.echo(format_report(res, details=verbose or bool(names)))
+    if json_path:
+        click.echo(f"wrote {write_json(json_path, to_json(res))}")
+    sys.exit(0 if all(r.ok for r in res) else 1)
 
 
 def main() -> None:

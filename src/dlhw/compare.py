@@ -1,0 +1,168 @@
+"""`dlhw compare`: several runs side by side, from their result files.
+
+One row per run: its folder, the config keys whose values differ between the runs, then the
+metrics. A grid run counts with the setting it chose (best.json overrides its `train.*` values)
+and its validation scores are those of the chosen setting during the search (its final model
+was retrained on train+val, so it has no validation split of its own).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from dlhw import plots, results
+from dlhw.errors import RunError
+from dlhw.plots import RunFiles
+
+METRICS = ("val_ce", "val_accuracy", "test_ce", "test_accuracy", "epochs_run", "seconds")
+HEADINGS = {"val_ce": "val CE", "val_accuracy": "val acc", "test_ce": "test CE", "test_accuracy": "test acc",
+            "epochs_run": "epochs run", "seconds": "time (s)", "diverged": "diverged"}
+IGNORED = ("name", "output.dir", "data.dir")  # differ between runs without changing what was trained
+CHOSEN = ("batch_size", "learning_rate", "epochs", "alpha")
+
+
+def flat_config(run: RunFiles) -> dict[str, object]:
+    """`section.key -> value` of the config, with a grid run's chosen setting as its `train.*` values."""
+    out: dict[str, object] = {}
+    for sec, body in (run.config or {}).items():
+        if isinstance(body, dict):
+            for k, v in body.items():
+                out[f"{sec}.{k}"] = v
+        else:
+            out[sec] = body
+    if run.best:
+        for k in CHOSEN:
+            if k in run.best:
+                out[f"train.{k}"] = run.best[k]
+    return out
+
+
+def compare_runs(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
+    """(columns, rows): each run's differing config values and metrics."""
+    if len(run_dirs) < 1:
+        raise RunError("give at least one run folder to compare.")
+    runs = [plots.read_run(d) for d in run_dirs]
+    configs = [flat_config(r) for r in runs]
+    keys: list[str] = []
+    for c in configs:
+        keys += [k for k in c if k not in keys]
+    differ = [k for k in keys if k not in IGNORED and len({_hashable(c.get(k)) for c in configs}) > 1]
+    labels = _labels([r.dir for r in runs])
+    metrics = list(METRICS) + (["diverged"] if any((r.metrics or {}).get("diverged") for r in runs) else [])
+    rows = []
+    for run, cfg, label in zip(runs, configs, labels):
+        m = dict(run.metrics or {})
+        if run.best:
+            for k in ("val_ce", "val_accuracy"):
+                m.setdefault(k, run.best.get(k))
+        rows.append({"run": label, **{k: cfg.get(k) for k in differ}, **{k: m.get(k) for k in metrics}})
+    return ["run", *differ, *metrics], rows
+
+
+def _hashable(v):
+    return tuple(map(_hashable, v)) if isinstance(v, list) else (
+        tuple(sorted((k, _hashable(x)) for k, x in v.items())) if isinstance(v, dict) else v)
+
+
+def _labels(dirs: list[Path]) -> list[str]:
+    """Folder names, or longer paths where two runs share a name."""
+    names = [d.name for d in dirs]
+    if len(set(names)) == len(names):
+        return names
+    return [str(d) for d in dirs]
+
+
+def _cell(key: str, v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if key.endswith("accuracy") and plots.finite(v):
+        return f"{100 * v:.2f}%"
+    if key.endswith("_ce") and plots.finite(v):
+        return f"{v:.4f}"
+    if key == "seconds" and plots.finite(v):
+        return f"{v:.1f}"
+    if isinstance(v, float):
+        return f"{v:.4g}".replace("e-0", "e-")
+    if isinstance(v, list):
+        return "[" + ", ".join(_cell(key, x) for x in v) + "]"
+    return str(v)
+
+
+def format_table(columns: list[str], rows: list[dict]) -> str:
+    """An aligned text table; text columns left, numbers right."""
+    head = [HEADINGS.get(c, c) for c in columns]
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(head)]
+    left = [i == 0 or all(not plots.finite(r.get(c)) for r in rows) for i, c in enumerate(columns)]
+    fmt = lambda vals: "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(vals, widths, left))  # noqa: E731
+    return "\n".join([fmt(head).rstrip(), "  ".join("-" * w for w in widths), *(fmt(c).rstrip() for c in cells)])
+
+
+def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> Path:
+    """The comparison as CSV (raw numbers, lists as YAML-like text)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else (_cell(c, r[c]) if isinstance(r.get(c), list) else r[c])
+                    for c in columns])
+    return results.atomic_write_text(path, buf.getvalue())
+
+
+def validation_curves(run: RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{'ce': (epochs, values), 'accuracy': ...}: history.csv's validation columns, or for a grid run
+    the chosen setting's per-epoch validation scores from grid_epochs.csv."""
+    out = {}
+    for m in ("ce", "accuracy"):
+        x, y = plots.column(run.history or [], "epoch", f"val_{m}")
+        if y.size:
+            out[m] = (x, y)
+    if not out and run.best and run.grid_epochs:
+        key = tuple(float(run.best[k]) for k in ("batch_size", "learning_rate", "alpha"))
+        rows = [r for r in run.grid_epochs
+                if np.allclose([float(r[k]) for k in ("batch_size", "learning_rate", "alpha")], key, rtol=1e-9)]
+        for m in ("ce", "accuracy"):
+            x, y = plots.column(rows, "epoch", f"val_{m}")
+            if y.size:
+                out[m] = (x, y)
+    return out
+
+
+def plot_validation(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> Path:
+    """Overlay the runs' validation CE and accuracy vs epochs in one figure."""
+    path = Path(path)
+    if path.suffix.lstrip(".") not in plots.FORMATS:
+        raise RunError(f"--plot {path}: the file name must end in one of "
+                       f"{', '.join('.' + f for f in plots.FORMATS)}.")
+    runs = [plots.read_run(d) for d in run_dirs]
+    labels = labels or _labels([r.dir for r in runs])
+    curves = [validation_curves(r) for r in runs]
+    from_grid = [bool(r.best) and not any(f"val_{m}" in (r.history or [{}])[0] for m in ("ce", "accuracy"))
+                 for r in runs]
+    if not any(curves):
+        raise RunError("none of these runs has validation curves (history.csv val_* columns or grid_epochs.csv).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = [m for m in ("ce", "accuracy") if any(m in c for c in curves)]
+    with plots.figure(path, 1, len(metrics), figsize=(4.8 * len(metrics) + 0.4, 3.8), squeeze=False) as (fig, axes):
+        cmap = plots.plt.get_cmap("tab10")
+        for ax, m in zip(axes[0], metrics):
+            for i, (c, label) in enumerate(zip(curves, labels)):
+                if m not in c:
+                    continue
+                x, y = c[m]
+                y = y * 100 if m == "accuracy" else y
+                grid = " (grid search, chosen setting)" if from_grid[i] else ""
+                ax.plot(x, y, color=cmap(i % 10), lw=1.6, marker="o" if len(x) <= 30 else None, markersize=3,
+                        ls=("-", "--", ":", "-.")[i // 10 % 4], label=label + grid)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("validation accuracy (%)" if m == "accuracy" else "validation cross-entropy")
+            ax.set_title(f"Validation {'accuracy' if m == 'accuracy' else 'cross-entropy'} vs epochs")
+            ax.set_xlim(left=0)
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle(f"Comparison of {len(runs)} runs", fontsize=11)
+    return path
