@@ -172,7 +172,7 @@ grid:
 
 
 def _grid(cfg, out, *extra):
-    return CliRunner().invoke(cli, ["grid", "--config", str(cfg), "--out", str(out), "-q", *extra],
+    return CliRunner().invoke(cli, ["grid", "--config", str(cfg), "--out", str(out), "-q", "--no-plots", *extra],
                               catch_exceptions=False)
 
 
@@ -185,7 +185,7 @@ def test_grid_equals_dlhw_train_for_each_setting(write_config, fashion_dir, tmp_
     assert len(rows) == 8
     for row in rows[::3]:
         sets = [f"train.{k}={row[k]}" for k in ("batch_size", "learning_rate", "epochs", "alpha")]
-        t = CliRunner().invoke(cli, ["train", "--config", str(cfg), "--out", str(tmp_path / "t"), "-q",
+        t = CliRunner().invoke(cli, ["train", "--config", str(cfg), "--out", str(tmp_path / "t"), "-q", "--no-plots",
                                      *[a for s in sets for a in ("--set", s)]], catch_exceptions=False)
         assert t.exit_code == 0, t.output
         m = json.loads((tmp_path / "t/metrics.json").read_text())
@@ -209,7 +209,8 @@ def test_end_to_end_small_grid_on_fashion_mnist(fashion_dir, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["trained_on"] == "train+val" and m["test_accuracy"] > 0.82 and "val_ce" not in m
     assert m["epochs_run"] == best["epochs"]
-    for f in ("config.yaml", "history.csv", "model.npz", "manifest.json", "grid_epochs.csv", "grid.log"):
+    for f in ("config.yaml", "history.csv", "model.npz", "manifest.json", "grid_epochs.csv", "grid.log",
+              "report.md", "figures/grid_heatmaps.png", "figures/grid_epochs.png", "figures/grid_marginals.png"):
         assert (out / f).is_file(), f
     assert "best (lowest validation CE)" in r.output and "test accuracy" in r.output
     assert "ten best settings" in r.output
@@ -221,7 +222,7 @@ def test_end_to_end_small_grid_on_fashion_mnist(fashion_dir, tmp_path):
 
 def _start(cfg, out, *extra):
     return subprocess.Popen([sys.executable, "-m", "dlhw", "grid", "--config", str(cfg), "--out", str(out),
-                             "-q", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "-q", "--no-plots", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_jobs(out, n=1, timeout=120):

@@ -77,7 +77,7 @@ def _run(args):
 def test_same_config_gives_bit_identical_results(fast_config, tmp_path):
     cfg = fast_config(epochs=1)
     for out in ("a", "b"):
-        assert _run(["train", "--config", str(cfg), "--out", str(tmp_path / out), "-q"]).exit_code == 0
+        assert _run(["train", "--config", str(cfg), "--out", str(tmp_path / out), "-q", "--no-plots"]).exit_code == 0
     ma = json.loads((tmp_path / "a/metrics.json").read_text())
     mb = json.loads((tmp_path / "b/metrics.json").read_text())
     ma.pop("seconds"), mb.pop("seconds")
@@ -92,7 +92,7 @@ def test_same_config_gives_bit_identical_results(fast_config, tmp_path):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_eval_equals_train_metrics(fast_config, tmp_path, dtype):
     run = tmp_path / "run"
-    assert _run(["train", "--config", str(fast_config(1, dtype)), "--out", str(run), "-q"]).exit_code == 0
+    assert _run(["train", "--config", str(fast_config(1, dtype)), "--out", str(run), "-q", "--no-plots"]).exit_code == 0
     metrics = json.loads((run / "metrics.json").read_text())
     for split in ("test", "val", "train"):
         r = _run(["eval", "--run", str(run), "--split", split])
@@ -112,7 +112,8 @@ def test_end_to_end_train_on_fashion_mnist(fast_config, tmp_path):
     assert m["epochs_run"] == 3 and m["diverged"] is False
     assert 0 < m["train_ce"] < m["test_ce"] < 1.0
     assert np.array(m["test_confusion"]).sum() == 10000
-    for f in ("config.yaml", "history.csv", "iterations.csv", "model.npz", "manifest.json"):
+    for f in ("config.yaml", "history.csv", "iterations.csv", "model.npz", "manifest.json", "report.md",
+              "figures/loss_curves.png", "figures/loss_iterations.png", "figures/weights.png"):
         assert (run / f).is_file(), f
     man = json.loads((run / "manifest.json").read_text())
     assert man["data_sha256"]["train_images"].startswith("c59f468a")
@@ -127,7 +128,7 @@ def test_end_to_end_train_on_fashion_mnist(fast_config, tmp_path):
 @pytest.mark.realdata
 def test_diverging_run_exits_1_with_advice(fast_config, tmp_path):
     run = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["train", "--config", str(fast_config(2)), "--out", str(run), "-q",
+    r = CliRunner().invoke(cli, ["train", "--config", str(fast_config(2)), "--out", str(run), "-q", "--no-plots",
                                  "--set", "train.learning_rate=1e4", "--set", "train.alpha=1"])
     assert r.exit_code == 1
     assert "diverged at epoch 1" in r.output and "smaller learning rate" in r.output
