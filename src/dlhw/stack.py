@@ -6,6 +6,12 @@ V (D, K*S) with column k*S + s holding class k of setting s, instead of a
 Python loop over settings. Each setting's result is the result `train.fit`
 gives for it alone, up to float rounding.
 
+One class for free: from zero weights, every gradient X^T (P - Y) has columns
+summing to zero over the classes (rows of P - Y sum to 0), and decay keeps
+that, so W's class columns always sum to zero. V therefore stores only the
+first K - 1 class columns, and the last class's logits are minus the sum of
+the others: 10% fewer multiply-adds for K = 10, the same trajectory.
+
 Lazy weight decay: the true weights are W_s = c_s * V_s with one scale c_s per
 setting. The step W <- (1 - lr*alpha) W - lr * G becomes
     c <- c * (1 - lr*alpha);   V <- V - (lr / c) * G,
@@ -51,15 +57,27 @@ def _ce_counts(Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (lse - zy).sum(axis=0), correct
 
 
+def logits(X: np.ndarray, V: np.ndarray, c: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """True logits (N, K, S) of every setting: c * (X V) for the first K - 1 classes, minus their
+    sum for the last, plus b. X (N, D), V (D, (K-1)*S), c (S,), b (K, S), out (>= N, K*S)."""
+    K, S = b.shape
+    n = X.shape[0]
+    np.matmul(X, V, out=out[:n, :(K - 1) * S])
+    Z = out[:n].reshape(n, K, S)
+    np.sum(Z[:, :K - 1, :], axis=1, out=Z[:, K - 1, :])
+    np.negative(Z[:, K - 1, :], out=Z[:, K - 1, :])
+    Z *= c.astype(V.dtype)
+    Z += b
+    return Z
+
+
 def stack_metrics(X: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, b: np.ndarray):
     """Mean CE (S,) and accuracy (S,) of every setting on (X, y), in fixed chunks."""
     K, S = b.shape
     ce, correct = np.zeros(S), np.zeros(S)
-    c32 = c.astype(V.dtype)
+    buf = np.empty((min(EVAL_CHUNK, X.shape[0]), K * S), dtype=V.dtype)
     for i in range(0, X.shape[0], EVAL_CHUNK):
-        Z = (X[i:i + EVAL_CHUNK] @ V).reshape(-1, K, S)
-        Z *= c32
-        Z += b
+        Z = logits(X[i:i + EVAL_CHUNK], V, c, b, buf)
         s, k = _ce_counts(Z, y[i:i + EVAL_CHUNK])
         ce += s
         correct += k
@@ -86,8 +104,8 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     decay = 1.0 - lr * np.asarray(alphas, dtype=np.float64)  # per-step factor on W, (S,)
     hard = decay == 0  # lr * alpha == 1: each step forgets W entirely (W <- -lr G)
     S = lr.shape[0]
-    V = np.zeros((d, K * S), dtype=dt)
-    V3 = V.reshape(d, K, S)
+    V = np.zeros((d, (K - 1) * S), dtype=dt)  # the last class is minus the sum of the others
+    V3 = V.reshape(d, K - 1, S)
     c = np.ones(S)  # float64: W[:, :, s] = c[s] * V3[:, :, s]
     b = np.zeros((K, S), dtype=dt)
     alive = np.ones(S, dtype=bool)
@@ -105,9 +123,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                 B = idx.shape[0]
                 xb, yb = X[idx], y[idx]
                 rows = np.arange(B)
-                Z = np.matmul(xb, V, out=zbuf[:B]).reshape(B, K, S)
-                Z *= c.astype(dt)
-                Z += b
+                Z = logits(xb, V, c, b, zbuf)
                 Z -= Z.max(axis=1, keepdims=True)
                 zy = Z[rows, yb, :]  # (B, S)
                 np.exp(Z, out=Z)
@@ -131,7 +147,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                 Z *= coef / ssum[:, None, :]
                 Z[rows, yb, :] -= coef
                 b -= c.astype(dt) * Z.sum(axis=0)  # = lr/B * sum(P - Y): the bias is not decayed
-                np.matmul(xb.T, Z.reshape(B, K * S), out=gbuf)
+                np.matmul(xb.T, Z.reshape(B, K * S)[:, :(K - 1) * S], out=gbuf)
                 V -= gbuf
                 ac = np.abs(c)
                 out = (ac < RESCALE_LO) | (ac > RESCALE_HI) | ~np.isfinite(c)
@@ -148,6 +164,8 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
             if on_epoch:
                 on_epoch(epoch, vce)
     if keep_weights:
-        res.W = (V3 * c.astype(dt)).transpose(2, 0, 1).copy()  # (S, D, K)
+        Wk = V3 * c.astype(dt)
+        Wk = np.concatenate([Wk, -Wk.sum(axis=1, keepdims=True)], axis=1)
+        res.W = Wk.transpose(2, 0, 1).copy()  # (S, D, K)
         res.b = b.T.copy()
     return res
