@@ -27,7 +27,7 @@ from dlhw import results
 from dlhw.config import Config
 
 AXES = ("batch_size", "learning_rate", "epochs", "alpha")
-MAX_STACK = 32  # settings per stacked job: bounds memory, and gives the pool enough jobs to balance
+MAX_STACK = 64  # settings per stacked job: 8 lr x 8 alpha; bounds memory (a few MB of weights)
 
 
 @dataclass(frozen=True)
