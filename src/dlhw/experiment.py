@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from threadpoolctl import threadpool_limits
+
 from dlhw import results
 from dlhw.config import Config, dump_config, load_config
 from dlhw.data import Preprocessor
@@ -20,6 +22,9 @@ from dlhw.models import Model, build_model
 from dlhw.prepare import Prepared, prepare
 from dlhw.progress import bar
 from dlhw.train import History, batches_per_epoch, fit
+
+
+TRAIN_THREADS = 1  # BLAS threads for a training run
 
 
 @dataclass
@@ -54,7 +59,10 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
     if max_steps is not None:
         steps = min(steps, max_steps)
-    with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar:
+    # One BLAS thread: these products are too small to gain from two, and several threads per
+    # process on shared cores oversubscribe them (measured: up to 50x slower under load).
+    with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar, \
+            threadpool_limits(TRAIN_THREADS, user_api="blas"):
         hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
                    on_step=pbar.update)
     metrics = final_metrics(model, prep, hist)

@@ -69,11 +69,20 @@ class GridJob:
         blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
-    def cost(self, n_train: int = 48000) -> float:
-        """Relative cost, for scheduling the most expensive jobs first."""
+    def cost(self) -> float:
+        """Estimated seconds on one core (fitted to this project's 2-core machine): used to
+        schedule the longest jobs first and for `--dry-run`."""
+        d = self.cfg.data
+        n_all = {"xor": 4}.get(d.name, 60000 * (len(d.classes) if d.classes else 10) // 10)
+        n_train, n_val = n_all * (1 - d.val_fraction), n_all * d.val_fraction
         steps = self.epochs * math.ceil(n_train / self.batch_size)
-        per_step = 40e-6 + self.batch_size * 784 * 10 * self.n_settings * 4 / 70e9
-        return steps * per_step
+        if self.stacked:  # per step: overhead + elementwise work + the two products (incl. evaluation)
+            S = self.n_settings
+            return steps * (20e-6 + 3.7e-6 * S + 4.0e-7 * self.batch_size * S)
+        sizes = [784, *self.cfg.model.hidden, 10] if self.cfg.model.kind == "mlp" else [784, 10]
+        P = sum(a * b for a, b in zip(sizes, sizes[1:]))  # multiply-adds per example
+        per_epoch = 6 * P * n_train / 50e9 + 2 * P * (n_train + n_val) / 80e9 + 40e-6 * steps / self.epochs
+        return self.n_settings * self.epochs * per_epoch
 
     def run(self, on_progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
         """Train and return result arrays (see `save`). Loads data from the local cache.

@@ -108,9 +108,12 @@ class _Log:
             f.write(f"{datetime.now().isoformat(timespec='seconds')} {msg}\n")
 
 
-def estimate_seconds(jobs: list[GridJob], workers: int) -> float:
-    """Rough wall time: the cost model of GridJob spread over the workers."""
-    return sum(j.cost() for j in jobs) / max(1, min(workers, len(jobs)))
+def estimate_seconds(jobs: list[GridJob], workers: int, retrain: GridJob | None = None) -> float:
+    """Rough wall time: the jobs' cost model spread over the workers, plus start-up and the retrain."""
+    if not jobs:
+        return retrain.cost() if retrain else 0.0
+    spread = max(sum(j.cost() for j in jobs) / max(1, min(workers, len(jobs))), max(j.cost() for j in jobs))
+    return 5.0 + spread + (retrain.cost() if retrain else 0.0)
 
 
 def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
@@ -123,7 +126,15 @@ def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
     return (f"{cfg.name}: {g.size} settings ({len(g.batch_size)} batch sizes x {len(g.learning_rate)} learning rates "
             f"x {len(g.epochs)} epoch counts x {len(g.alpha)} alphas) x {len(g.seeds)} seed(s) "
             f"in {len(jobs)} jobs ({saved} already saved); "
-            f"estimated {_hms(estimate_seconds(missing, workers))} with {workers} worker(s). Nothing was trained.")
+            f"estimated {_hms(estimate_seconds(missing, workers, _retrain_job(cfg)))} with {workers} worker(s). "
+            f"Nothing was trained.")
+
+
+def _retrain_job(cfg: Config) -> GridJob:
+    """A stand-in for the final retrain (one setting, the longest epoch count), for estimates."""
+    g = cfg.grid
+    return GridJob(cfg.replace(model={"kind": cfg.model.kind}), min(g.batch_size), g.seeds[0],
+                   (g.learning_rate[0],), (g.alpha[0],), max(g.epochs), ())
 
 
 def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
