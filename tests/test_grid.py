@@ -309,3 +309,65 @@ def test_dry_run_trains_nothing(write_config, tmp_path):
     assert r.exit_code == 0
     assert "16 settings" in r.output and "2 jobs" in r.output and "estimated" in r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_several_seeds_are_averaged_and_their_spread_reported():
+    cfg = from_dict({**GRID, "grid": {**GRID["grid"], "seeds": [0, 1]}})
+    jobs = make_jobs(cfg)
+    outs = fake_outputs(cfg, jobs)
+    for j, o in zip(jobs, outs):  # seed 1 is 0.1 worse everywhere
+        if j.seed == 1:
+            o["val_ce"] = o["val_ce"] + 0.1
+    rows, curves = assemble(cfg, jobs, outs)
+    r = next(r for r in rows if (r["batch_size"], r["learning_rate"], r["epochs"], r["alpha"]) == (16, 0.1, 1, 0.0))
+    assert r["val_ce"] == pytest.approx(0.1 + 1 + 0.05)
+    assert r["val_ce_std"] == pytest.approx(np.std([1.1, 1.2], ddof=1))
+    assert r["n_seeds"] == 2
+    assert len(rows) == cfg.grid.size
+
+
+def test_progress_bar_shows_the_best_validation_ce_so_far():
+    from dlhw.gridrun import _Progress
+
+    class Bar:
+        n, postfix = 0, ""
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, s, refresh=True):
+            self.postfix = s
+
+    bar = Bar()
+    p = _Progress(bar)
+    p.add(64, 0.52)
+    p.add(64, float("nan"))
+    p.add(64, 0.61)
+    assert bar.n == 192 and bar.postfix == "best val CE 0.5200"
+
+
+MLP_GRID = """\
+name: mlpgrid
+data: {name: fashion-mnist, val_fraction: 0.2}
+model: {kind: mlp, hidden: [16], dropout: 0.0}
+train: {seed: 0, dtype: float32, batch_size: 256, optimizer: sgd}
+grid: {learning_rate: [0.05, 0.2], alpha: [0.0, 0.001], epochs: [1, 2]}
+"""
+
+
+@pytest.mark.realdata
+def test_mlp_grid_runs_one_job_per_setting_and_equals_dlhw_train(write_config, fashion_dir, tmp_path):
+    cfg = write_config(MLP_GRID)
+    r = _grid(cfg, tmp_path / "g")
+    assert r.exit_code == 0, r.output
+    assert "4 jobs run" in r.output  # 2 learning rates x 2 alphas, one job each
+    rows = read_csv(tmp_path / "g/grid.csv")
+    assert len(rows) == 8
+    row = next(x for x in rows if (x["learning_rate"], x["alpha"], x["epochs"]) == (0.2, 0.001, 2))
+    t = CliRunner().invoke(cli, ["train", "--config", str(cfg), "--out", str(tmp_path / "t"), "-q", "--no-plots",
+                                 "--set", "train.learning_rate=0.2", "--set", "train.alpha=0.001",
+                                 "--set", "train.epochs=2"], catch_exceptions=False)
+    assert t.exit_code == 0, t.output
+    m = json.loads((tmp_path / "t/metrics.json").read_text())
+    assert m["val_ce"] == pytest.approx(row["val_ce"], abs=1e-6)
+    assert m["train_ce"] == pytest.approx(row["train_ce"], abs=1e-6)

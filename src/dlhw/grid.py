@@ -84,10 +84,11 @@ class GridJob:
         per_epoch = 6 * P * n_train / 50e9 + 2 * P * (n_train + n_val) / 80e9 + 40e-6 * steps / self.epochs
         return self.n_settings * self.epochs * per_epoch
 
-    def run(self, on_progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    def run(self, on_progress: Callable[[int, float], None] | None = None) -> dict[str, np.ndarray]:
         """Train and return result arrays (see `save`). Loads data from the local cache.
 
-        on_progress(units) is called as work finishes; one unit = one setting-epoch.
+        on_progress(units, best_val_ce) is called as work finishes (one unit = one
+        setting-epoch) with the lowest validation CE seen in that work (NaN if none).
         """
         prep = _prepared(self.cfg, self.data_dir)
         if self.stacked:
@@ -95,7 +96,7 @@ class GridJob:
 
             r = train_stack(*prep.train, len(prep.classes), self.learning_rates, self.alphas, self.batch_size,
                             self.seed, self.epochs, prep.val, train_ce_epochs=self.train_ce_epochs,
-                            on_epoch=(lambda e, _: on_progress(self.n_settings)) if on_progress else None)
+                            on_epoch=(lambda e, v: on_progress(self.n_settings, _nanmin(v))) if on_progress else None)
             train_ce = np.array([r.train_ce[e] for e in self.train_ce_epochs])
             return {"val_ce": r.val_ce, "val_accuracy": r.val_accuracy, "train_ce": train_ce,
                     "diverged_epoch": r.diverged_epoch}
@@ -124,7 +125,7 @@ class GridJob:
             if hist.diverged:
                 out["diverged_epoch"][s] = hist.diverged_epoch
             if on_progress:
-                on_progress(E)
+                on_progress(E, _nanmin(out["val_ce"][:, s]))
         return out
 
     def save(self, folder: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -149,6 +150,11 @@ class GridJob:
         if arrays.get("val_ce", np.empty(0)).shape != shape:
             return None
         return arrays
+
+
+def _nanmin(v: np.ndarray) -> float:
+    finite = v[np.isfinite(v)]
+    return float(finite.min()) if finite.size else float("nan")
 
 
 _CACHE: dict = {}

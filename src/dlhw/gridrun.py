@@ -23,6 +23,8 @@ from pathlib import Path
 
 import multiprocessing as mp
 
+import numpy as np
+
 from dlhw import results
 from dlhw.config import Config
 from dlhw.errors import RunError
@@ -85,11 +87,11 @@ def _work(job: GridJob, folder: str) -> tuple[str, float]:
     """Run one job in a worker and write its own result file."""
     t0 = time.perf_counter()
 
-    def report(units: int) -> None:
+    def report(units: int, best: float) -> None:
         if _PARENT is not None and os.getppid() != _PARENT:
             os._exit(1)  # the parent was killed (e.g. kill -9): stop instead of computing for nobody
         if _QUEUE is not None:
-            _QUEUE.put(units)
+            _QUEUE.put((units, best))
 
     arrays = job.run(on_progress=report)
     job.save(Path(folder), arrays)
@@ -168,7 +170,9 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     done_units = total_units - sum(j.n_settings * j.epochs for j in missing)
     with bar(total=total_units, desc=f"grid {cfg.name}", unit="setting-epoch", enabled=progress,
              initial=done_units) as pbar:
-        _run_missing(missing, folder, workers, pbar, log, run_dir, len(jobs))
+        saved_best = min((np.nanmin(o["val_ce"]) for o in outputs.values() if np.isfinite(o["val_ce"]).any()),
+                         default=math.inf)
+        _run_missing(missing, folder, workers, _Progress(pbar, saved_best), log, run_dir, len(jobs))
     for j in missing:
         out = j.load(folder)
         if out is None:
@@ -227,7 +231,7 @@ def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_ex
                      manifest_extra=manifest_extra)
 
 
-def _run_missing(missing: list[GridJob], folder: Path, workers: int, pbar, log, run_dir: Path,
+def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "_Progress", log, run_dir: Path,
                  total_jobs: int) -> None:
     """Run jobs: in this process when one worker, else in a spawn pool; Ctrl-C -> GridInterrupted."""
     if not missing:
@@ -242,7 +246,7 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, pbar, log, 
             with threadpool_limits(JOB_THREADS, user_api="blas"):
                 for j in missing:
                     t = time.perf_counter()
-                    j.save(folder, j.run(on_progress=pbar.update))
+                    j.save(folder, j.run(on_progress=progress.add))
                     done += 1
                     log(f"job {j.key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
                         f"epochs={j.epochs}: {time.perf_counter() - t:.1f} s (in process)")
@@ -260,14 +264,14 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, pbar, log, 
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(q, pbar)
+            _drain(q, progress)
             for f in finished:
                 j = futures[f]
                 key, secs = f.result()  # re-raises a worker's exception (a bug): keep its traceback
                 done += 1
                 log(f"job {key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
                     f"epochs={j.epochs}: {secs:.1f} s")
-        _drain(q, pbar)
+        _drain(q, progress)
     except KeyboardInterrupt:
         _kill(ex)
         log(f"interrupted after {saved_before + done} of {total_jobs} jobs")
@@ -278,10 +282,25 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, pbar, log, 
     ex.shutdown(wait=True)
 
 
-def _drain(q, pbar) -> None:
+class _Progress:
+    """The grid's one bar: setting-epochs done / total, rate, ETA, and the best validation CE so far."""
+
+    def __init__(self, pbar, best: float = math.inf):
+        self.pbar, self.best = pbar, best
+        if math.isfinite(best):
+            pbar.set_postfix_str(f"best val CE {best:.4f}", refresh=False)
+
+    def add(self, units: int, best: float) -> None:
+        if best < self.best:  # NaN compares False: ignored
+            self.best = best
+            self.pbar.set_postfix_str(f"best val CE {best:.4f}", refresh=False)
+        self.pbar.update(units)
+
+
+def _drain(q, progress: _Progress) -> None:
     while True:
         try:
-            pbar.update(q.get_nowait())
+            progress.add(*q.get_nowait())
         except queue_mod.Empty:
             return
 
