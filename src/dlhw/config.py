@@ -10,6 +10,7 @@ Inside the library, configs are trusted.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -380,7 +381,7 @@ def parse_yaml(text: str, src: str) -> dict:
 
 def apply_overrides(raw: dict, overrides: tuple[str, ...] | list[str], src: str) -> dict:
     """Apply `KEY=VALUE` strings (dotted key, YAML value) to a copy of `raw`."""
-    out = _deepcopy(raw)
+    out = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -480,14 +481,6 @@ def _check_combinations(cfg: Config, src: str) -> None:
 def _hint(word: str, options: Any) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _deepcopy(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _deepcopy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_deepcopy(v) for v in x]
-    return x
 
 
 def dump_config(cfg: Config) -> str:

@@ -36,10 +36,6 @@ class RunResult:
     prepared: Prepared
 
 
-def n_outputs(cfg: Config, prep: Prepared) -> int:
-    return len(prep.classes)
-
-
 def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, progress: bool = True,
               argv: list[str] | None = None, retrain_on: str = "train", epochs: int | None = None,
               prep: Prepared | None = None, extra: dict | None = None, max_steps: int | None = None,
@@ -54,7 +50,7 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     t0 = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else cfg.run_dir
     prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
-    model = build_model(cfg, prep.n_features, n_outputs(cfg, prep))
+    model = build_model(cfg, prep.n_features, len(prep.classes))
     epochs = epochs or cfg.train.epochs
     steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
     if max_steps is not None:
@@ -76,18 +72,21 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
 
 
 def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
-    """Unregularised metrics of the final weights on every split (None if diverged)."""
+    """Unregularised metrics of the final weights on every split (None if diverged).
+
+    `fit` evaluated every split with the final weights at the last epoch end, so
+    they are read from history's last row rather than computed again.
+    """
     m: dict = {"trained_on": prep.trained_on, "epochs_run": hist.epochs_run, "iterations": hist.iterations,
                "diverged": hist.diverged, "diverged_epoch": hist.diverged_epoch}
-    with np.errstate(all="ignore"):
-        for name in ("train", "val", "test"):
-            split = prep.split(name)
-            if split is None or len(split[1]) == 0:
-                continue
-            for k, v in model.evaluate(*split).items():
-                m[f"{name}_{k}"] = None if hist.diverged else v
-        if prep.test is not None and "accuracy" in model.metric_names and not hist.diverged:
-            m["test_confusion"] = confusion(prep.test[1], model.predict(prep.test[0]), len(prep.classes)).tolist()
+    last = hist.rows[-1] if hist.rows and not hist.diverged else {}
+    for name in ("train", "val", "test"):
+        split = prep.split(name)
+        if split is not None and len(split[1]):
+            for k in model.metric_names:
+                m[f"{name}_{k}"] = last.get(f"{name}_{k}")
+    if prep.test is not None and "accuracy" in model.metric_names and not hist.diverged:
+        m["test_confusion"] = confusion(prep.test[1], model.predict(prep.test[0]), len(prep.classes)).tolist()
     m["classes"] = list(prep.classes)
     return m
 
@@ -160,7 +159,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_dir=None) -> dic
     if data is None or len(data[1]) == 0:
         raise RunError(f"{run_dir}: this run has no {split!r} split "
                        f"(trained on {metrics.get('trained_on')}, data.val_fraction={cfg.data.val_fraction}).")
-    out = {f"{split}_{k}": v for k, v in model.evaluate(*data).items()}
+    with threadpool_limits(TRAIN_THREADS, user_api="blas"):  # as in training: the same rounding
+        out = {f"{split}_{k}": v for k, v in model.evaluate(*data).items()}
     results.write_json(run_dir / f"eval-{split}.json", out)
     return out
 
@@ -188,8 +188,6 @@ def _f(v, metric: str) -> str:
     return format(v, "11.2%") if metric == "accuracy" else format(v, "11.4f")
 
 
-def reload_config(run_dir: Path) -> Config:
-    return load_config(run_dir / "config.yaml")
 
 
 

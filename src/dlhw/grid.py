@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -64,7 +65,7 @@ class GridJob:
             "epochs": self.epochs, "train_ce_epochs": list(self.train_ce_epochs),
         }
 
-    @property
+    @cached_property  # works on a frozen dataclass: it writes the instance __dict__ directly
     def key(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
@@ -104,7 +105,6 @@ class GridJob:
 
     def _run_single(self, prep, on_progress) -> dict[str, np.ndarray]:
         """One `fit` per setting (non-stackable model kinds)."""
-        from dlhw.experiment import n_outputs
         from dlhw.models import build_model
         from dlhw.train import fit
 
@@ -115,7 +115,7 @@ class GridJob:
         for s, (lr, alpha) in enumerate(zip(self.learning_rates, self.alphas)):
             cfg = self.cfg.replace(train={"batch_size": self.batch_size, "learning_rate": lr, "alpha": alpha,
                                           "seed": self.seed, "epochs": E, "eval_every": None})
-            model = build_model(cfg, prep.n_features, n_outputs(cfg, prep))
+            model = build_model(cfg, prep.n_features, len(prep.classes))
             hist = fit(model, prep.train, cfg.train, {"val": prep.val})
             for row in hist.epoch_rows():
                 e = int(row["epoch"])

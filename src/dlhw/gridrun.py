@@ -151,7 +151,6 @@ def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bo
 
 def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stack) -> GridResult:
     t0 = time.perf_counter()
-    started = results.now()
     folder = run_dir / "jobs"
     if fresh and folder.exists():
         shutil.rmtree(folder)
@@ -248,8 +247,7 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "
                     t = time.perf_counter()
                     j.save(folder, j.run(on_progress=progress.add))
                     done += 1
-                    log(f"job {j.key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
-                        f"epochs={j.epochs}: {time.perf_counter() - t:.1f} s (in process)")
+                    log(_job_line(j, time.perf_counter() - t) + " (in process)")
         except KeyboardInterrupt:
             log(f"interrupted after {saved_before + done} of {total_jobs} jobs")
             raise GridInterrupted(saved_before + done, total_jobs, run_dir) from None
@@ -267,10 +265,9 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "
             _drain(q, progress)
             for f in finished:
                 j = futures[f]
-                key, secs = f.result()  # re-raises a worker's exception (a bug): keep its traceback
+                _, secs = f.result()  # re-raises a worker's exception (a bug): keep its traceback
                 done += 1
-                log(f"job {key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
-                    f"epochs={j.epochs}: {secs:.1f} s")
+                log(_job_line(j, secs))
         _drain(q, progress)
     except KeyboardInterrupt:
         _kill(ex)
@@ -295,6 +292,11 @@ class _Progress:
             self.best = best
             self.pbar.set_postfix_str(f"best val CE {best:.4f}", refresh=False)
         self.pbar.update(units)
+
+
+def _job_line(j: GridJob, seconds: float) -> str:
+    return (f"job {j.key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
+            f"epochs={j.epochs}: {seconds:.1f} s")
 
 
 def _drain(q, progress: _Progress) -> None:

@@ -38,11 +38,12 @@ class Prepared:
     def split(self, name: str) -> Split | None:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
-    def evals(self, with_test: bool = True) -> dict[str, Split]:
+    def evals(self) -> dict[str, Split]:
+        """The splits evaluated during training besides train itself: val (if any) and test."""
         out = {}
         if self.val is not None and len(self.val[0]):
             out["val"] = self.val
-        if with_test and self.test is not None:
+        if self.test is not None:
             out["test"] = self.test
         return out
 

@@ -103,6 +103,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     lr = np.asarray(learning_rates, dtype=np.float64)
     decay = 1.0 - lr * np.asarray(alphas, dtype=np.float64)  # per-step factor on W, (S,)
     hard = decay == 0  # lr * alpha == 1: each step forgets W entirely (W <- -lr G)
+    any_hard = bool(hard.any())
     S = lr.shape[0]
     V = np.zeros((d, (K - 1) * S), dtype=dt)  # the last class is minus the sum of the others
     V3 = V.reshape(d, K - 1, S)
@@ -136,7 +137,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                     c[bad] = 1.0
                     V3[:, :, bad] = 0
                     b[:, bad] = 0
-                if hard.any():
+                if any_hard:
                     V3[:, :, hard] = 0
                     c[hard] = 1.0
                 c *= decay

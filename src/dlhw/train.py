@@ -124,7 +124,3 @@ def _evaluate_point(model, train, evals, epoch, it) -> dict:
         row |= model.diagnostics(*train)
     return row
 
-
-def steps_for(n: int, batch_size: int, epochs: int) -> int:
-    """Number of SGD steps of `epochs` epochs over n rows."""
-    return epochs * batches_per_epoch(n, batch_size)
