@@ -26,10 +26,10 @@ def blobs(n=400, d=12, k=4, seed=0, dtype=np.float64):
     return (centers[y] + rng.normal(size=(n, d))).astype(dtype), y
 
 
-def lone(X, y, lr, alpha, bs, epochs, val, seed=0):
+def lone(X, y, lr, alpha, bs, epochs, val, seed=0, average="none"):
     """One setting trained alone by train.fit: the reference the stack must equal."""
     m = SoftmaxRegression(X.shape[1], 4, alpha, X.dtype)
-    cfg = TrainConfig(batch_size=bs, learning_rate=lr, alpha=alpha, epochs=epochs, seed=seed)
+    cfg = TrainConfig(batch_size=bs, learning_rate=lr, alpha=alpha, epochs=epochs, seed=seed, average=average)
     h = fit(m, (X, y), cfg, {"val": val})
     return m, h
 
@@ -38,13 +38,15 @@ LRS = [0.003, 0.03, 0.3, 0.3, 1.0, 0.5]
 ALPHAS = [0.0, 1e-3, 0.0, 1e-2, 1e-4, 2.0]  # the last: lr * alpha == 1 exactly
 
 
+@pytest.mark.parametrize("average", ["none", "epoch"])
 @pytest.mark.parametrize("bs", [1, 7, 32])
-def test_stack_float64_weights_equal_lone_runs(bs):
+def test_stack_float64_weights_equal_lone_runs(bs, average):
     X, y = blobs()
     val = blobs(n=100, seed=1)
-    r = train_stack(X, y, 4, LRS, ALPHAS, bs, seed=3, epochs=3, val=val, train_ce_epochs=(1, 3), keep_weights=True)
+    r = train_stack(X, y, 4, LRS, ALPHAS, bs, seed=3, epochs=3, val=val, train_ce_epochs=(1, 3), keep_weights=True,
+                    average=average == "epoch")
     for s, (lr, a) in enumerate(zip(LRS, ALPHAS)):
-        m, h = lone(X, y, lr, a, bs, 3, val, seed=3)
+        m, h = lone(X, y, lr, a, bs, 3, val, seed=3, average=average)
         np.testing.assert_allclose(r.W[s], m.params["W"], rtol=0, atol=1e-9)
         np.testing.assert_allclose(r.b[s], m.params["b"], rtol=0, atol=1e-9)
         for e, row in enumerate(h.epoch_rows()):
@@ -53,33 +55,53 @@ def test_stack_float64_weights_equal_lone_runs(bs):
         assert r.train_ce[3][s] == pytest.approx(h.rows[-1]["train_ce"], abs=1e-9)
 
 
-def test_stack_float32_metrics_within_1e4_of_lone_runs():
+@pytest.mark.parametrize("average", ["none", "epoch"])
+def test_stack_float32_metrics_within_1e4_of_lone_runs(average):
     X, y = blobs(dtype=np.float32)
     val = blobs(n=100, seed=1, dtype=np.float32)
-    r = train_stack(X, y, 4, LRS, ALPHAS, 16, seed=0, epochs=2, val=val, train_ce_epochs=(2,))
+    r = train_stack(X, y, 4, LRS, ALPHAS, 16, seed=0, epochs=2, val=val, train_ce_epochs=(2,),
+                    average=average == "epoch")
     for s, (lr, a) in enumerate(zip(LRS, ALPHAS)):
-        _, h = lone(X, y, lr, a, 16, 2, val)
+        _, h = lone(X, y, lr, a, 16, 2, val, average=average)
         assert abs(r.val_ce[1, s] - h.rows[-1]["val_ce"]) < 1e-4
         assert abs(r.val_accuracy[1, s] - h.rows[-1]["val_accuracy"]) < 1e-4
         assert abs(r.train_ce[2][s] - h.rows[-1]["train_ce"]) < 1e-4
 
 
+@pytest.mark.parametrize("average", ["none", "epoch"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_diverging_setting_leaves_the_others_equal_to_their_lone_runs(dtype):
+def test_a_diverging_setting_leaves_the_others_equal_to_their_lone_runs(dtype, average):
     X, y = blobs(dtype=dtype)
     val = blobs(n=100, seed=1, dtype=dtype)
     lrs, alphas = [0.1, 1e5, 0.01], [1e-3, 10.0, 0.0]  # |1 - lr*alpha| = 1e6 per step: explodes
     with np.errstate(all="raise"):  # nothing may leak a floating-point warning
-        r = train_stack(X, y, 4, lrs, alphas, 20, seed=0, epochs=4, val=val, keep_weights=True)
+        r = train_stack(X, y, 4, lrs, alphas, 20, seed=0, epochs=4, val=val, keep_weights=True,
+                        average=average == "epoch")
     assert r.diverged_epoch.tolist()[1] >= 1 and r.diverged_epoch[0] == r.diverged_epoch[2] == 0
     assert np.isnan(r.val_ce[-1, 1]) and np.isfinite(r.val_ce[:, [0, 2]]).all()
-    _, hd = lone(X, y, 1e5, 10.0, 20, 4, val)
+    assert (r.W[1] == 0).all() and (r.b[1] == 0).all()  # frozen at zero, nothing non-finite kept
+    _, hd = lone(X, y, 1e5, 10.0, 20, 4, val, average=average)
     assert hd.diverged and hd.diverged_epoch == r.diverged_epoch[1]
     for s in (0, 2):
-        m, h = lone(X, y, lrs[s], alphas[s], 20, 4, val)
+        m, h = lone(X, y, lrs[s], alphas[s], 20, 4, val, average=average)
         tol = 1e-9 if dtype == np.float64 else 1e-5
         np.testing.assert_allclose(r.W[s], m.params["W"], atol=tol)
         assert r.val_ce[-1, s] == pytest.approx(h.rows[-1]["val_ce"], abs=tol)
+
+
+def test_averaged_stack_forms_the_mean_only_in_recorded_epochs():
+    X, y = blobs()
+    val = blobs(n=100, seed=1)
+    r = train_stack(X, y, 4, LRS, ALPHAS, 16, seed=0, epochs=4, val=val, train_ce_epochs=(2,), record_epochs=(2,),
+                    keep_weights=True, average=True)
+    assert np.isnan(r.val_ce[[0, 2]]).all() and np.isfinite(r.val_ce[[1, 3]]).all()  # the last epoch always
+    for s, (lr, a) in enumerate(zip(LRS, ALPHAS)):
+        m, h = lone(X, y, lr, a, 16, 4, val, average="epoch")
+        rows = h.epoch_rows()
+        for e in (2, 4):
+            assert r.val_ce[e - 1, s] == pytest.approx(rows[e - 1]["val_ce"], abs=1e-9)
+        assert r.train_ce[2][s] == pytest.approx(rows[1]["train_ce"], abs=1e-9)
+        np.testing.assert_allclose(r.W[s], m.params["W"], rtol=0, atol=1e-9)
 
 
 # ------------------------------------------------------------------ expansion and selection
@@ -177,8 +199,9 @@ def _grid(cfg, out, *extra):
 
 
 @pytest.mark.realdata
-def test_grid_equals_dlhw_train_for_each_setting(write_config, fashion_dir, tmp_path):
-    cfg = write_config(SMALL.format(bs="[512]"))
+@pytest.mark.parametrize("average", ["none", "epoch"])
+def test_grid_equals_dlhw_train_for_each_setting(write_config, fashion_dir, tmp_path, average):
+    cfg = write_config(SMALL.format(bs="[512]").replace("dtype: float32", f"dtype: float32, average: {average}"))
     r = _grid(cfg, tmp_path / "g", "--jobs", "1")
     assert r.exit_code == 0, r.output
     rows = read_csv(tmp_path / "g/grid.csv")

@@ -60,6 +60,49 @@ def test_divergence_stops_training_without_warnings():
     assert h.diverged and h.diverged_epoch is not None and h.epochs_run == h.diverged_epoch < 50
 
 
+def _iterates(X, y, cfg):
+    """The weights after every SGD step, epoch by epoch, from a plain loop of the same math."""
+    m = SoftmaxRegression(6, 3, cfg.alpha, np.float64)
+    out = []
+    for epoch in range(1, cfg.epochs + 1):
+        order, ws = epoch_permutation(len(y), cfg.seed, epoch), []
+        for s in range(0, len(y), cfg.batch_size):
+            _, g = m.loss(X[order[s:s + cfg.batch_size]], y[order[s:s + cfg.batch_size]])
+            for k in m.params:
+                m.params[k] -= cfg.learning_rate * g[k]
+            ws.append({k: w.copy() for k, w in m.params.items()})
+        out.append(ws)
+    return out
+
+
+def test_epoch_average_reports_the_mean_of_each_epochs_iterates():
+    X, y = blobs(n=100)
+    cfg = TrainConfig(batch_size=10, learning_rate=0.5, alpha=1e-3, epochs=3, average="epoch", eval_every=4)
+    m = SoftmaxRegression(6, 3, cfg.alpha, np.float64)
+    h = fit(m, (X, y), cfg, {"val": (X, y)})
+    its = _iterates(X, y, cfg)
+    mean = {k: np.mean([w[k] for w in its[-1]], axis=0) for k in m.params}
+    np.testing.assert_allclose(m.params["W"], mean["W"], atol=1e-12)  # the returned model: last epoch's mean
+    np.testing.assert_allclose(m.params["b"], mean["b"], atol=1e-12)
+    ref = SoftmaxRegression(6, 3, cfg.alpha, np.float64)
+    for r in h.rows:  # every point evaluates the mean of its epoch's iterates so far
+        e, k = int(np.ceil(r["epoch"])), (r["iteration"] - 1) % 10 + 1
+        ref.params = {p: np.mean([w[p] for w in its[e - 1][:k]], axis=0) for p in m.params}
+        assert r["val_ce"] == pytest.approx(ref.evaluate(X, y)["ce"], abs=1e-12)
+    last = {k: its[-1][-1][k] for k in m.params}  # the last iterate is not what is reported
+    assert np.abs(m.params["W"] - last["W"]).max() > 1e-3
+
+
+def test_epoch_average_ends_on_max_steps_mid_epoch():
+    X, y = blobs(n=100)
+    cfg = TrainConfig(batch_size=10, learning_rate=0.5, epochs=3, average="epoch", alpha=0.0)
+    m = SoftmaxRegression(6, 3, 0.0, np.float64)
+    h = fit(m, (X, y), cfg, max_steps=14)
+    assert h.iterations == 14 and [r["epoch"] for r in h.rows] == [1, 2]
+    its = _iterates(X, y, cfg)
+    np.testing.assert_allclose(m.params["W"], np.mean([w["W"] for w in its[1][:4]], axis=0), atol=1e-12)
+
+
 def test_momentum_optimizer_runs_and_learns():
     X, y = blobs()
     m = SoftmaxRegression(6, 3, 0.0, np.float64)

@@ -233,6 +233,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd | momentum | newton (linear only)
     momentum: float = 0.9  # momentum coefficient (optimizer: momentum)
     eval_every: int | None = None  # also evaluate every N iterations (curves); null = per epoch
+    average: str = "none"  # none: the last iterate | epoch: the mean of the iterates of the current epoch
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ SCHEMA: dict[str, tuple[type, dict[str, Rule]]] = {
         "optimizer": Choice(("sgd", "momentum", "newton")),
         "momentum": Float(0.0, 1.0, hi_open=True),
         "eval_every": Optional(Int(1)),
+        "average": Choice(("none", "epoch")),
     }),
     "grid": (GridConfig, {
         "batch_size": ListOf(Int(1)),

@@ -49,6 +49,16 @@ class GridJob:
         return len(self.learning_rates)
 
     @property
+    def averaged(self) -> bool:
+        return self.cfg.train.average == "epoch"
+
+    @property
+    def record_epochs(self) -> tuple[int, ...] | None:
+        """Epochs whose validation metrics are recorded: every epoch, or with iterate averaging
+        only the grid's epochs (forming an epoch's mean costs a pass over the stack per step)."""
+        return self.train_ce_epochs if self.averaged else None
+
+    @property
     def stacked(self) -> bool:
         return self.cfg.model.kind == "softmax"
 
@@ -59,7 +69,7 @@ class GridJob:
             "dlhw": dlhw.__version__,
             "data": asdict(c.data) | {"dir": None, "sha256": _data_checksums(c.data.name)},
             "model": asdict(c.model),
-            "train": {k: getattr(c.train, k) for k in ("dtype", "optimizer", "momentum")},
+            "train": {k: getattr(c.train, k) for k in ("dtype", "optimizer", "momentum", "average")},
             "batch_size": self.batch_size, "seed": self.seed,
             "learning_rates": list(self.learning_rates), "alphas": list(self.alphas),
             "epochs": self.epochs, "train_ce_epochs": list(self.train_ce_epochs),
@@ -79,7 +89,8 @@ class GridJob:
         steps = self.epochs * math.ceil(n_train / self.batch_size)
         if self.stacked:  # per step: overhead + elementwise work + the two products (incl. evaluation)
             S = self.n_settings
-            return steps * (20e-6 + 3.7e-6 * S + 4.0e-7 * self.batch_size * S)
+            avg = 2.9e-6 * S * len(self.train_ce_epochs) / self.epochs if self.averaged else 0.0
+            return steps * (20e-6 + 3.7e-6 * S + avg + 4.0e-7 * self.batch_size * S)
         sizes = [784, *self.cfg.model.hidden, 10] if self.cfg.model.kind == "mlp" else [784, 10]
         P = sum(a * b for a, b in zip(sizes, sizes[1:]))  # multiply-adds per example
         per_epoch = 6 * P * n_train / 50e9 + 2 * P * (n_train + n_val) / 80e9 + 40e-6 * steps / self.epochs
@@ -97,6 +108,7 @@ class GridJob:
 
             r = train_stack(*prep.train, len(prep.classes), self.learning_rates, self.alphas, self.batch_size,
                             self.seed, self.epochs, prep.val, train_ce_epochs=self.train_ce_epochs,
+                            average=self.averaged, record_epochs=self.record_epochs,
                             on_epoch=(lambda e, v: on_progress(self.n_settings, _nanmin(v))) if on_progress else None)
             train_ce = np.array([r.train_ce[e] for e in self.train_ce_epochs])
             return {"val_ce": r.val_ce, "val_accuracy": r.val_accuracy, "train_ce": train_ce,
@@ -244,7 +256,7 @@ def assemble(cfg: Config, jobs: list[GridJob], outputs: list[dict]) -> tuple[lis
     curves = []
     for (bs, lr, a), by_seed in sorted(per.items()):
         runs = [by_seed[sd] for sd in seeds]
-        for e in range(1, E + 1):
+        for e in (epochs_sorted if cfg.train.average == "epoch" else range(1, E + 1)):
             vals = [r["val_ce"][e - 1] for r in runs]
             accs = [r["val_accuracy"][e - 1] for r in runs]
             ok = all(np.isfinite(vals))

@@ -326,13 +326,14 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
     """The homework-style summary printed by `dlhw grid`."""
     b, m, g = res.best, res.metrics, cfg.grid
     by = "lowest validation CE" if g.select_by == "val_ce" else "highest validation accuracy"
+    avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     lines = [
         f"{cfg.name}: {g.size} settings x {len(g.seeds)} seed(s) in {_hms(res.seconds)} "
         f"({g.size / max(res.seconds, 1e-9):.1f} settings/s; {res.jobs_run} jobs run, {res.jobs_loaded} resumed)",
         f"best ({by}): batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} "
         f"epochs={b['epochs']} alpha={b['alpha']:g}",
         f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",
-        f"retrained on {g.retrain_on} ({m['epochs_run']} epochs, {m['iterations']} steps): "
+        f"retrained on {g.retrain_on} ({m['epochs_run']} epochs, {m['iterations']} steps{avg}): "
         f"test CE {m['test_ce']:.4f}, test accuracy {m['test_accuracy']:.2%}"
         if m.get("test_ce") is not None else f"retrained on {g.retrain_on}: diverged",
         "",

@@ -87,6 +87,8 @@ def _summary(run: RunFiles) -> str:
         steps = f" ({m['iterations']:,} SGD steps)" if isinstance(m.get("iterations"), int) else ""
         lines[-1] += (f", trained on {m.get('trained_on', 'train')} for {m.get('epochs_run')} epochs{steps} "
                       f"in {m.get('seconds', 0):.1f} s.")
+        if train.get("average") == "epoch":
+            lines[-1] += " Its weights are the mean of the last epoch's SGD iterates (`train.average: epoch`)."
         if m.get("diverged"):
             lines.append(f"\n> **Training diverged at epoch {m.get('diverged_epoch')}** (the loss became inf/NaN): "
                          f"try a smaller learning rate than {fmt_value(train.get('learning_rate', 0))}.")

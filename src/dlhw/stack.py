@@ -17,6 +17,12 @@ setting. The step W <- (1 - lr*alpha) W - lr * G becomes
     c <- c * (1 - lr*alpha);   V <- V - (lr / c) * G,
 so decay costs O(S) per step instead of a pass over all D*K*S weights, and the
 gradient is scaled on the small (B, K*S) side of its product.
+
+Iterate averaging (`average=True`, see `train`): after every step the true
+weights c * V are added to an epoch sum A; the epoch's metrics and the
+returned weights are those of A / steps. That pass over the stack costs as
+much per step as the forward product at batch 16, so the mean is formed only
+in the epochs whose metrics are recorded (`record_epochs`).
 """
 from __future__ import annotations
 
@@ -87,15 +93,17 @@ def stack_metrics(X: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, b:
 
 def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, alphas, batch_size: int,
                 seed: int, epochs: int, val: tuple[np.ndarray, np.ndarray], *,
-                train_ce_epochs=(), keep_weights: bool = False,
+                train_ce_epochs=(), record_epochs=None, keep_weights: bool = False, average: bool = False,
                 on_epoch: Callable[[int, np.ndarray], None] | None = None) -> StackResult:
     """Train S = len(learning_rates) settings (paired with alphas) for `epochs` epochs.
 
     X (N, D) float32/64 and y (N,) int: the training split; val = (Xv, yv).
-    Records validation CE and accuracy after every epoch, and the training-split
-    CE after each epoch listed in `train_ce_epochs`. A setting whose mini-batch
+    Records validation CE and accuracy after each epoch in `record_epochs` (default:
+    every epoch; the last epoch always; NaN elsewhere), and the training-split CE
+    after each epoch listed in `train_ce_epochs` (a subset of them). A setting whose mini-batch
     CE is not finite is marked diverged at that epoch and frozen at zero; the
-    others go on unaffected (their columns never mix).
+    others go on unaffected (their columns never mix). average: report the mean
+    of each epoch's iterates instead of the last one.
     """
     dt = X.dtype
     n, d = X.shape
@@ -113,17 +121,28 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     div_epoch = np.zeros(S, dtype=np.int64)
     zbuf = np.empty((batch_size, K * S), dtype=dt)
     gbuf = np.empty_like(V)
+    if average:
+        A, Ab = np.zeros_like(V), np.zeros_like(b)  # sums of the epoch's true weights and biases
+        ones = np.ones(S)
+    step_lr = lr.copy()  # lr for live settings, 0 for frozen ones
+    all_rows = np.arange(batch_size)
     Xv, yv = val
+    record = set(range(1, epochs + 1) if record_epochs is None else record_epochs) | {epochs}
     res = StackResult(val_ce=np.full((epochs, S), np.nan), val_accuracy=np.full((epochs, S), np.nan),
                       diverged_epoch=div_epoch)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, epochs + 1):
             order = epoch_permutation(n, seed, epoch)
+            steps = 0
+            averaging = average and epoch in record
+            if averaging:
+                A.fill(0)
+                Ab.fill(0)
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 B = idx.shape[0]
                 xb, yb = X[idx], y[idx]
-                rows = np.arange(B)
+                rows = all_rows[:B]
                 Z = logits(xb, V, c, b, zbuf)
                 Z -= Z.max(axis=1, keepdims=True)
                 zy = Z[rows, yb, :]  # (B, S)
@@ -133,40 +152,60 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                 bad = alive & ~np.isfinite(ce)
                 if bad.any():
                     alive &= ~bad
+                    step_lr[bad] = 0  # frozen settings take no step
                     div_epoch[bad] = epoch
                     c[bad] = 1.0
                     V3[:, :, bad] = 0
                     b[:, bad] = 0
+                    Z[:, :, bad], ssum[:, bad] = 0, 1  # this step's non-finite values must not reach V
+                    if average:
+                        A.reshape(d, K - 1, S)[:, :, bad] = 0
+                        Ab[:, bad] = 0
                 if any_hard:
                     V3[:, :, hard] = 0
                     c[hard] = 1.0
                 c *= decay
-                c[hard] = 1.0
+                if any_hard:
+                    c[hard] = 1.0
                 # (P - Y) * lr / (c B): normalisation and step size in one pass
-                coef = (lr / (c * B)).astype(dt)
-                coef[~alive] = 0  # frozen settings take no step
+                coef = (step_lr / (c * B)).astype(dt)
                 Z *= coef / ssum[:, None, :]
                 Z[rows, yb, :] -= coef
                 b -= c.astype(dt) * Z.sum(axis=0)  # = lr/B * sum(P - Y): the bias is not decayed
                 np.matmul(xb.T, Z.reshape(B, K * S)[:, :(K - 1) * S], out=gbuf)
                 V -= gbuf
                 ac = np.abs(c)
-                out = (ac < RESCALE_LO) | (ac > RESCALE_HI) | ~np.isfinite(c)
-                if out.any():
+                if not (ac.min() >= RESCALE_LO and ac.max() <= RESCALE_HI):  # also catches NaN
+                    out = ~((ac >= RESCALE_LO) & (ac <= RESCALE_HI))
                     V3[:, :, out] *= c[out].astype(dt)
                     c[out] = 1.0
-            vce, vacc = stack_metrics(Xv, yv, V, c, b)
+                if averaging:
+                    np.multiply(V, np.tile(c.astype(dt), K - 1), out=gbuf)  # true weights, class-major
+                    A += gbuf
+                    Ab += b
+                    steps += 1
+            if epoch not in record:
+                if on_epoch:
+                    on_epoch(epoch, res.val_ce[epoch - 1])
+                continue
+            if average:
+                A /= dt.type(steps)
+                Ab /= dt.type(steps)
+                Vr, cr, br = A, ones, Ab  # the reported model: this epoch's mean
+            else:
+                Vr, cr, br = V, c, b
+            vce, vacc = stack_metrics(Xv, yv, Vr, cr, br)
             vce[~alive], vacc[~alive] = np.nan, np.nan
             res.val_ce[epoch - 1], res.val_accuracy[epoch - 1] = vce, vacc
             if epoch in train_ce_epochs:
-                tce, _ = stack_metrics(X, y, V, c, b)
+                tce, _ = stack_metrics(X, y, Vr, cr, br)
                 tce[~alive] = np.nan
                 res.train_ce[epoch] = tce
             if on_epoch:
                 on_epoch(epoch, vce)
     if keep_weights:
-        Wk = V3 * c.astype(dt)
+        Wk = (A.reshape(d, K - 1, S) if average else V3 * c.astype(dt))
         Wk = np.concatenate([Wk, -Wk.sum(axis=1, keepdims=True)], axis=1)
         res.W = Wk.transpose(2, 0, 1).copy()  # (S, D, K)
-        res.b = b.T.copy()
+        res.b = (Ab if average else b).T.copy()
     return res

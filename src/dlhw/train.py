@@ -4,10 +4,20 @@ Shuffling: epoch e (1-based) visits the training rows in the order
 `epoch_permutation(n, seed, e)`, a function of (seed, epoch) only, so every
 setting trained with the same batch size and seed sees the same mini-batches
 (the grid engine relies on this). The last partial batch is kept.
+
+Iterate averaging (`train.average: epoch`, Polyak-Ruppert over one epoch):
+the model reported at any point of an epoch - evaluated, saved, returned - is
+the mean of the weights after each SGD step of that epoch so far; SGD itself
+goes on from the last iterate. At a constant learning rate the last iterate
+rattles around the optimum with a spread that grows with the learning rate;
+the mean over an epoch sits much closer to it (lower CE, steadier accuracy).
+Buffers that are not parameters (batch-norm running statistics) are the last
+iterate's.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,10 +79,13 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
     update = OPTIMIZERS[cfg.optimizer]
     states: dict[str, dict] = {k: {} for k in model.params}
     drop_rng = np.random.default_rng([cfg.seed, 2])  # stream 2 = dropout masks
+    avg = _IterateMean(model.params) if cfg.average == "epoch" else None
     it = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, epochs + 1):
             order = epoch_permutation(n, cfg.seed, epoch)
+            if avg:
+                avg.reset()
             for start in range(0, n, cfg.batch_size):
                 if max_steps is not None and it >= max_steps:
                     break
@@ -86,13 +99,56 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
                     return hist
                 for k, w in model.params.items():
                     update(w, grads[k], states[k], cfg.learning_rate, cfg.momentum)
+                if avg:
+                    avg.add(model.params)
                 if on_step:
                     on_step(1)
                 if cfg.eval_every and it % cfg.eval_every == 0 and start + cfg.batch_size < n:
-                    hist.rows.append(_evaluate_point(model, None, evals, epoch - 1 + (start + len(idx)) / n, it))
-            hist.rows.append(_evaluate_point(model, train, evals, epoch, it))
+                    with _reported(model, avg):
+                        hist.rows.append(_evaluate_point(model, None, evals, epoch - 1 + (start + len(idx)) / n, it))
+            last = epoch == epochs or (max_steps is not None and it >= max_steps)
+            with _reported(model, avg, keep=last):
+                hist.rows.append(_evaluate_point(model, train, evals, epoch, it))
             hist.epochs_run, hist.iterations = epoch, it
+            if last:
+                break
     return hist
+
+
+class _IterateMean:
+    """Running sum of parameter values over the steps of one epoch."""
+
+    def __init__(self, params: dict[str, np.ndarray]):
+        self.sums = {k: np.zeros_like(w) for k, w in params.items()}
+        self.count = 0
+
+    def reset(self) -> None:
+        for s in self.sums.values():
+            s.fill(0)
+        self.count = 0
+
+    def add(self, params: dict[str, np.ndarray]) -> None:
+        for k, w in params.items():
+            self.sums[k] += w
+        self.count += 1
+
+
+@contextmanager
+def _reported(model: Model, avg: _IterateMean | None, keep: bool = False):
+    """Within the block the model holds the reported weights (the epoch mean when
+    averaging); afterwards the SGD iterate again, unless `keep`."""
+    if avg is None or avg.count == 0:
+        yield
+        return
+    saved = {k: w.copy() for k, w in model.params.items()} if not keep else None
+    for k, w in model.params.items():
+        np.divide(avg.sums[k], avg.count, out=w, casting="unsafe")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            for k, w in model.params.items():
+                w[...] = saved[k]
 
 
 def _fit_newton(model, train, evals, epochs, hist, on_step) -> History:
