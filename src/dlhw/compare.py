@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dlhw import plots, results
+from dlhw import results
 from dlhw.errors import RunError
-from dlhw.plots import RunFiles
+from dlhw.figkit import FORMATS, figure, plt
+from dlhw.runfiles import RunFiles, column, finite, read_run
 
 METRICS = ("val_ce", "val_accuracy", "test_ce", "test_accuracy", "epochs_run", "seconds")
 HEADINGS = {"val_ce": "val CE", "val_accuracy": "val acc", "test_ce": "test CE", "test_accuracy": "test acc",
@@ -44,7 +45,7 @@ def compare_runs(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
     """(columns, rows): each run's differing config values and metrics."""
     if len(run_dirs) < 1:
         raise RunError("give at least one run folder to compare.")
-    runs = [plots.read_run(d) for d in run_dirs]
+    runs = [read_run(d) for d in run_dirs]
     configs = [flat_config(r) for r in runs]
     keys: list[str] = []
     for c in configs:
@@ -80,11 +81,11 @@ def _cell(key: str, v) -> str:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if key.endswith("accuracy") and plots.finite(v):
+    if key.endswith("accuracy") and finite(v):
         return f"{100 * v:.2f}%"
-    if key.endswith("_ce") and plots.finite(v):
+    if key.endswith("_ce") and finite(v):
         return f"{v:.4f}"
-    if key == "seconds" and plots.finite(v):
+    if key == "seconds" and finite(v):
         return f"{v:.1f}"
     if isinstance(v, float):
         return f"{v:.4g}".replace("e-0", "e-")
@@ -98,7 +99,7 @@ def format_table(columns: list[str], rows: list[dict]) -> str:
     head = [HEADINGS.get(c, c) for c in columns]
     cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(head)]
-    left = [i == 0 or all(not plots.finite(r.get(c)) for r in rows) for i, c in enumerate(columns)]
+    left = [i == 0 or all(not finite(r.get(c)) for r in rows) for i, c in enumerate(columns)]
     fmt = lambda vals: "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(vals, widths, left))  # noqa: E731
     return "\n".join([fmt(head).rstrip(), "  ".join("-" * w for w in widths), *(fmt(c).rstrip() for c in cells)])
 
@@ -119,7 +120,7 @@ def validation_curves(run: RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]
     the chosen setting's per-epoch validation scores from grid_epochs.csv."""
     out = {}
     for m in ("ce", "accuracy"):
-        x, y = plots.column(run.history or [], "epoch", f"val_{m}")
+        x, y = column(run.history or [], "epoch", f"val_{m}")
         if y.size:
             out[m] = (x, y)
     if not out and run.best and run.grid_epochs:
@@ -127,7 +128,7 @@ def validation_curves(run: RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]
         rows = [r for r in run.grid_epochs
                 if np.allclose([float(r[k]) for k in ("batch_size", "learning_rate", "alpha")], key, rtol=1e-9)]
         for m in ("ce", "accuracy"):
-            x, y = plots.column(rows, "epoch", f"val_{m}")
+            x, y = column(rows, "epoch", f"val_{m}")
             if y.size:
                 out[m] = (x, y)
     return out
@@ -136,10 +137,10 @@ def validation_curves(run: RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]
 def plot_validation(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> Path:
     """Overlay the runs' validation CE and accuracy vs epochs in one figure."""
     path = Path(path)
-    if path.suffix.lstrip(".") not in plots.FORMATS:
+    if path.suffix.lstrip(".") not in FORMATS:
         raise RunError(f"--plot {path}: the file name must end in one of "
-                       f"{', '.join('.' + f for f in plots.FORMATS)}.")
-    runs = [plots.read_run(d) for d in run_dirs]
+                       f"{', '.join('.' + f for f in FORMATS)}.")
+    runs = [read_run(d) for d in run_dirs]
     labels = labels or _labels([r.dir for r in runs])
     curves = [validation_curves(r) for r in runs]
     from_grid = [bool(r.best) and not any(f"val_{m}" in (r.history or [{}])[0] for m in ("ce", "accuracy"))
@@ -148,8 +149,8 @@ def plot_validation(run_dirs: list[str | Path], path: str | Path, labels: list[s
         raise RunError("none of these runs has validation curves (history.csv val_* columns or grid_epochs.csv).")
     path.parent.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in ("ce", "accuracy") if any(m in c for c in curves)]
-    with plots.figure(path, 1, len(metrics), figsize=(4.8 * len(metrics) + 0.4, 3.8), squeeze=False) as (fig, axes):
-        cmap = plots.plt.get_cmap("tab10")
+    with figure(path, 1, len(metrics), figsize=(4.8 * len(metrics) + 0.4, 3.8), squeeze=False) as (fig, axes):
+        cmap = plt.get_cmap("tab10")
         for ax, m in zip(axes[0], metrics):
             for i, (c, label) in enumerate(zip(curves, labels)):
                 if m not in c:

@@ -16,221 +16,18 @@ saved and closed; the Agg backend needs no display.
 """
 from __future__ import annotations
 
-import io
 import math
-import textwrap
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import matplotlib
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator, NullLocator  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
-
-from dlhw import results  # noqa: E402
-from dlhw.errors import RunError  # noqa: E402
-
-FORMATS = ("png", "svg", "pdf")
-SPLITS = ("train", "val", "test")
-COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c", "batch": "#7f7f7f"}
-LOSS_NAMES = {"ce": "cross-entropy", "mse": "mean squared error", "loss": "loss"}
-AXES = ("batch_size", "learning_rate", "epochs", "alpha")
-AXIS_LABEL = {"batch_size": "batch size", "learning_rate": "learning rate", "epochs": "epochs",
-              "alpha": "α (L2 strength)"}
-STYLE = {  # sized so a 5-inch-wide figure stays legible printed at column width (~3.3 in)
-    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
-    "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
-    "axes.spines.top": False, "axes.spines.right": False, "legend.framealpha": 0.85,
-    "savefig.dpi": 200, "image.interpolation": "nearest",
-}
-
-
-# --------------------------------------------------------------------------- reading a run folder
-
-
-@dataclass
-class RunFiles:
-    """A run folder's result files, each None when absent."""
-
-    dir: Path
-    config_text: str | None = None
-    config: dict | None = None
-    metrics: dict | None = None
-    history: list[dict] | None = None
-    iterations: np.ndarray | None = None  # (T, 2): iteration, batch loss
-    model: dict[str, np.ndarray] | None = None
-    manifest: dict | None = None
-    best: dict | None = None
-    grid: list[dict] | None = None
-    grid_epochs: list[dict] | None = None
-
-    @property
-    def name(self) -> str:
-        return str((self.config or {}).get("name") or self.dir.name)
-
-    @property
-    def select_by(self) -> str:
-        return (self.best or {}).get("select_by") or "val_ce"
-
-
-def check_run_dir(run_dir: str | Path) -> Path:
-    """`run_dir` as a Path, or a RunError naming what is wrong with it."""
-    p = Path(run_dir)
-    if not p.exists():
-        raise RunError(f"{p}: run folder not found.")
-    if not p.is_dir():
-        raise RunError(f"{p}: is a file; give a run folder (e.g. results/softmax_train).")
-    if not any((p / f).is_file() for f in ("config.yaml", "metrics.json", "grid.csv", "history.csv")):
-        raise RunError(f"{p}: not a dlhw run folder (no config.yaml, metrics.json, history.csv or grid.csv).")
-    return p
-
-
-def read_run(run_dir: str | Path) -> RunFiles:
-    """Every result file of `run_dir` that exists (a RunError if one is unreadable)."""
-    d = check_run_dir(run_dir)
-    run = RunFiles(d)
-    if (d / "config.yaml").is_file():
-        run.config_text = (d / "config.yaml").read_text(encoding="utf-8")
-        try:
-            run.config = yaml.safe_load(run.config_text) or {}
-        except yaml.YAMLError as e:
-            raise RunError(f"{d / 'config.yaml'}: not valid YAML ({e}).") from None
-    for attr, name in (("metrics", "metrics.json"), ("manifest", "manifest.json"), ("best", "best.json")):
-        if (d / name).is_file():
-            setattr(run, attr, results.read_json(d / name))
-    for attr, name in (("history", "history.csv"), ("grid", "grid.csv"), ("grid_epochs", "grid_epochs.csv")):
-        if (d / name).is_file():
-            setattr(run, attr, results.read_csv(d / name) or None)
-    if (d / "iterations.csv").is_file():
-        run.iterations = _read_iterations(d / "iterations.csv")
-    if (d / "model.npz").is_file():
-        run.model = results.load_npz(d / "model.npz")
-    return run
-
-
-def _read_iterations(path: Path) -> np.ndarray | None:
-    try:  # far faster than csv.DictReader for the 10^5-row files of small batch sizes
-        a = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as e:
-        raise RunError(f"{path}: not a valid iterations file ({e}).") from None
-    return a if a.size else None
-
-
-def loss_metrics(history: list[dict] | None) -> list[str]:
-    """Loss metrics history.csv holds (cross-entropy first): `ce`, `mse`, ..."""
-    if not history:
-        return []
-    cols = list(history[0])
-    names = []
-    for c in cols:
-        split, _, m = c.partition("_")
-        if split in SPLITS and m and m != "accuracy" and m not in names and (
-                m in LOSS_NAMES or f"val_{m}" in cols or f"test_{m}" in cols):
-            names.append(m)
-    return sorted(names, key=lambda m: m != "ce")
-
-
-def column(rows: list[dict], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of the rows where y is a finite number."""
-    pts = [(r[x], r[y]) for r in rows if finite(r.get(y)) and finite(r.get(x))]
-    if not pts:
-        return np.empty(0), np.empty(0)
-    a = np.array(pts, dtype=np.float64)
-    return a[:, 0], a[:, 1]
-
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def metric_label(metric: str) -> str:
-    """'val_ce' -> 'validation cross-entropy'."""
-    split, _, m = metric.partition("_")
-    split = {"val": "validation", "train": "training"}.get(split, split)
-    return f"{split} {LOSS_NAMES.get(m, m)}"
-
-
-def fmt_value(v: float) -> str:
-    """Compact tick label: 0.001, 0.0027, 1e-6, 0, 64."""
-    if v == 0:
-        return "0"
-    s = f"{v:.2g}"
-    return s.replace("e-0", "e-").replace("e+0", "e")
-
-
-# --------------------------------------------------------------------------- figure plumbing
-
-
-@contextmanager
-def figure(path: Path, nrows: int = 1, ncols: int = 1, **kw) -> Iterator[tuple]:
-    """A styled figure saved to `path` on success and closed whatever happens."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, layout="constrained", **kw)
-        try:
-            yield fig, axes
-            buf = io.BytesIO()
-            fig.savefig(buf, format=path.suffix.lstrip("."))
-            results.atomic_write_bytes(path, buf.getvalue())  # no half-written figure after a crash
-        finally:
-            plt.close(fig)
-
-
-def nice_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
-    """Round numbers in [lo, hi] for a log axis: the coarsest of 1-2-5, 1-1.5-2-3-5-7, ... with 4+ ticks."""
-    ks = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    out: list[float] = []
-    for mants in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)):
-        out = [t for t in (round(m * 10.0 ** k, 12) for k in ks for m in mants) if lo <= t <= hi]
-        if len(out) >= 4:
-            break
-    if len(out) < 3:  # a narrow range: evenly spaced round numbers instead
-        step = float(f"{(hi - lo) / 4:.1g}") or 1.0
-        out = [round(float(t), 12) for t in np.arange(math.ceil(lo / step) * step, hi + 1e-12, step)]
-    return out[::math.ceil(len(out) / most)] if out else out
-
-
-def _log_if_wide(ax, values, axis: str = "y", ratio: float = 20.0) -> None:
-    """Log scale when the positive values span more than `ratio`."""
-    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x)])
-    if v.size and v.min() > 0 and v.max() / v.min() > ratio:
-        _plain_log(ax, v.min(), v.max(), axis)
-
-
-def _plain_log(ax, lo: float, hi: float, axis: str = "y") -> None:
-    """A log axis labelled 0.3, 0.5, 1, 2 rather than 3x10^-1."""
-    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    if hi / lo > 1e4:  # many decades: matplotlib's 10^k ticks read best
-        return
-    a = ax.yaxis if axis == "y" else ax.xaxis
-    a.set_major_locator(FixedLocator(nice_ticks(lo, hi)))
-    a.set_major_formatter(FormatStrFormatter("%g"))
-    a.set_minor_locator(NullLocator())
-
-
-def _epoch_rows(history: list[dict]) -> list[dict]:
-    return [r for r in history if finite(r.get("epoch")) and float(r["epoch"]).is_integer()]
-
-
-def _subtitle(run: RunFiles) -> str:
-    m = run.metrics or {}
-    cfg = run.config or {}
-    tr = cfg.get("train") or {}
-    parts = [run.name]
-    if cfg.get("model"):
-        parts.append(str(cfg["model"].get("kind")))
-    if tr:
-        parts.append(f"bs {tr.get('batch_size')}, lr {fmt_value(tr.get('learning_rate', 0))}, "
-                     f"α {fmt_value(tr.get('alpha', 0))}")
-    if m.get("trained_on") and m.get("trained_on") != "train":
-        parts.append(f"trained on {m['trained_on']}")
-    return " · ".join(parts)
+from dlhw.errors import RunError
+from dlhw.figkit import COLORS, FORMATS, epoch_rows, figure, log_if_wide, plain_log, subtitle
+from dlhw.plots_grid import grid_epochs, grid_heatmaps, grid_marginals
+from dlhw.runfiles import LOSS_NAMES, SPLITS, RunFiles, column, finite, loss_metrics, read_run
 
 
 # --------------------------------------------------------------------------- training curves
@@ -247,7 +44,7 @@ def loss_curves(run: RunFiles, path: Path) -> Path | None:
             ax.set_xlabel("epoch")
             ax.set_ylabel(LOSS_NAMES.get(m, m))
             ax.set_title(f"{LOSS_NAMES.get(m, m).capitalize()} vs epochs")
-        fig.suptitle(_subtitle(run), fontsize=8.5, color="0.35")
+        fig.suptitle(subtitle(run), fontsize=8.5, color="0.35")
     return path
 
 
@@ -265,7 +62,7 @@ def _split_lines(ax, history: list[dict], metric: str, scale: float = 1.0) -> No
                 lw=1.6, label={"train": "training", "val": "validation", "test": "test"}[split])
         ends.append((x[-1], y[-1], f"{y[-1]:.1f}" if scale != 1 else f"{y[-1]:.3f}", COLORS[split]))
     if ys:
-        _log_if_wide(ax, np.concatenate(ys))
+        log_if_wide(ax, np.concatenate(ys))
     ax.legend()
     xmax = max((r["epoch"] for r in history if finite(r.get("epoch"))), default=1)
     if xmax <= 12:
@@ -303,7 +100,7 @@ def accuracy_curves(run: RunFiles, path: Path) -> Path | None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
         ax.set_title("Accuracy vs epochs")
-        fig.suptitle(_subtitle(run), fontsize=8.5, color="0.35")
+        fig.suptitle(subtitle(run), fontsize=8.5, color="0.35")
     return path
 
 
@@ -360,7 +157,7 @@ def loss_iterations(run: RunFiles, path: Path) -> Path | None:
 
 
 def _iterations_per_epoch(run: RunFiles) -> float | None:
-    rows = _epoch_rows(run.history or [])
+    rows = epoch_rows(run.history or [])
     if not rows or not finite(rows[0].get("iteration")) or rows[0]["epoch"] <= 0:
         return None
     return rows[0]["iteration"] / rows[0]["epoch"]
@@ -380,7 +177,7 @@ def _loss_ylim(ax, raw: np.ndarray, shown: np.ndarray) -> None:
     if pos.size and pos.max() / np.percentile(pos, 1) > 5:
         lo = (np.percentile(pos, 0.5) if pos.size > 1000 else pos.min()) * 0.8
         hi = pos.max() * 1.3
-        _plain_log(ax, lo, hi)
+        plain_log(ax, lo, hi)
         ax.set_ylim(lo, hi)
     elif raw.size:
         ax.set_ylim(max(0.0, np.percentile(raw, 0.2) * 0.9), np.max(shown) * 1.05)
@@ -477,263 +274,6 @@ def _unit_grid(run: RunFiles, W: np.ndarray, path: Path, side: int, n: int = 64)
     return path
 
 
-# --------------------------------------------------------------------------- grid figures
-
-
-def _grid_table(run: RunFiles) -> tuple[dict[str, list], dict]:
-    """Sorted values of each axis, and {(bs, lr, epochs, alpha): row} of grid.csv."""
-    values = {a: sorted({float(r[a]) for r in run.grid}) for a in AXES}
-    table = {tuple(float(r[a]) for a in AXES): r for r in run.grid}
-    return values, table
-
-
-def _usable(row: dict, metric: str) -> bool:
-    return not row.get("diverged") and finite(row.get(metric))
-
-
-def _better(metric: str) -> Callable:
-    """min for losses, max for accuracies."""
-    return max if metric.endswith("accuracy") else min
-
-
-def ranked_settings(run: RunFiles) -> list[dict]:
-    """grid.csv rows that did not diverge, best first by the run's selection metric."""
-    m = run.select_by
-    rows = [r for r in run.grid or [] if _usable(r, m)]
-    return sorted(rows, key=lambda r: -r[m] if m.endswith("accuracy") else r[m])
-
-
-def _index(values: list[float], v) -> int | None:
-    if not finite(v):
-        return None
-    for i, x in enumerate(values):
-        if math.isclose(x, float(v), rel_tol=1e-9, abs_tol=1e-15):
-            return i
-    return None
-
-
-def grid_heatmaps(run: RunFiles, path: Path) -> Path | None:
-    """Selection metric over learning rate x alpha, one panel per batch size, each cell at its best epochs."""
-    if not run.grid:
-        return None
-    metric = run.select_by
-    pick = _better(metric)
-    values, table = _grid_table(run)
-    bss, lrs, eps, als = (values[a] for a in AXES)
-    nb, nl, na = len(bss), len(lrs), len(als)
-    val = np.full((nb, nl, na), np.nan)
-    best_ep = np.zeros((nb, nl, na), dtype=int)
-    div_ep = np.zeros((nb, nl, na), dtype=int)  # first epoch count that diverged, 0 = none
-    for b, bs in enumerate(bss):
-        for i, lr in enumerate(lrs):
-            for j, a in enumerate(als):
-                rows = [table[(bs, lr, e, a)] for e in eps if (bs, lr, e, a) in table]
-                ok = [r for r in rows if _usable(r, metric)]
-                if ok:
-                    r = pick(ok, key=lambda r: r[metric])
-                    val[b, i, j], best_ep[b, i, j] = r[metric], int(r["epochs"])
-                bad = [int(r["epochs"]) for r in rows if r.get("diverged")]
-                div_ep[b, i, j] = min(bad, default=0)
-    if not np.isfinite(val).any():
-        return None
-    acc = metric.endswith("accuracy")
-    fin = val[np.isfinite(val)]
-    if acc:
-        norm, cmap = Normalize(vmin=fin.min(), vmax=fin.max()), plt.get_cmap("viridis")
-    else:
-        # log colours: the cells worth reading sit near the minimum; 2.5x worse saturates
-        vmax = min(fin.max(), fin.min() * 2.5)
-        norm, cmap = LogNorm(vmin=fin.min(), vmax=max(vmax, fin.min() * 1.01)), plt.get_cmap("viridis_r")
-    best = run.best or {}
-    chosen = tuple(_index(values[a], best.get(a)) for a in AXES)
-    ncols = min(4, nb)
-    nrows = math.ceil(nb / ncols)
-    cell = 0.3 if max(nl, na) > 5 else 0.5
-    pw, ph = cell * na + 0.55, cell * nl + 0.6
-    width = max(7.0, pw * ncols + 1.3)  # room for the titles however small the grid
-    with figure(path, nrows, ncols, figsize=(width, max(3.6, ph * nrows + 1.1)), squeeze=False,
-                 sharex=True, sharey=True) as (fig, axes):
-        for b, ax in enumerate(axes.flat):
-            if b >= nb:
-                ax.axis("off")
-                continue
-            ax.grid(False)
-            im = ax.imshow(val[b], cmap=cmap, norm=norm, aspect="auto", origin="lower")
-            for i in range(nl):
-                for j in range(na):
-                    _heat_cell(ax, i, j, val[b, i, j], best_ep[b, i, j], div_ep[b, i, j], cmap, norm)
-            if np.isfinite(val[b]).any():  # this batch size's best cell: thin outline
-                i, j = np.unravel_index(np.nanargmax(val[b]) if acc else np.nanargmin(val[b]), val[b].shape)
-                ax.add_patch(plt.Rectangle((j - .5, i - .5), 1, 1, fill=False, ec="black", lw=1.2))
-            title = f"batch size {int(bss[b])}"
-            if chosen[0] == b and None not in (chosen[1], chosen[3]):
-                ax.add_patch(plt.Rectangle((chosen[3] - .5, chosen[1] - .5), 1, 1, fill=False,
-                                           ec="red", lw=2.6, zorder=5))
-                title += "  ★ chosen"
-            ax.set_title(title, fontsize=10, color="red" if chosen[0] == b else "black",
-                         fontweight="bold" if chosen[0] == b else "normal")
-            ax.set_xticks(range(na), [fmt_value(a) for a in als], rotation=45, ha="right",
-                          rotation_mode="anchor", fontsize=8)
-            ax.set_yticks(range(nl), [fmt_value(lr) for lr in lrs], fontsize=8)
-            ax.tick_params(length=2, pad=1.5)
-        for ax in axes[-1]:
-            ax.set_xlabel(AXIS_LABEL["alpha"])
-        for ax in axes[:, 0]:
-            ax.set_ylabel(AXIS_LABEL["learning_rate"])
-        cb = fig.colorbar(im, ax=axes, shrink=0.9 if nrows > 1 else 1.0, aspect=30,
-                          extend="max" if not acc and fin.max() > norm.vmax else "neither")
-        cb.set_label(f"{metric_label(metric)} (best over epochs)")
-        if not acc:
-            cb.set_ticks(nice_ticks(norm.vmin, norm.vmax), labels=[f"{t:g}" for t in nice_ticks(norm.vmin, norm.vmax)])
-            cb.minorticks_off()
-        head = f"Grid: {metric_label(metric)} by learning rate × α, per batch size"
-        if all(c is not None for c in chosen):
-            head += (f"\nchosen (red box): batch size {int(bss[chosen[0]])}, lr {fmt_value(lrs[chosen[1]])}, "
-                     f"α {fmt_value(als[chosen[3]])}, {int(eps[chosen[2]])} epochs, "
-                     f"{metric_label(metric)} {best.get(metric, float('nan')):.4g}")
-        fig.suptitle(_wrap(head, width, 11), fontsize=11)
-        fig.supxlabel(_wrap("number in a cell: the epoch count at which the cell is best;  black box: best cell of "
-                            "the panel;  grey hatched: diverged at every epoch count (†: diverged when trained "
-                            "for more epochs)", width, 8), fontsize=8, color="0.3")
-    return path
-
-
-def _wrap(text: str, width_in: float, points: float) -> str:
-    """Wrap each line of `text` to fit a figure `width_in` inches wide at a font size of `points`."""
-    chars = int(width_in * 72 / (points * 0.55))  # ~0.55 em per character
-    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.split("\n"))
-
-
-def _heat_cell(ax, i: int, j: int, v: float, ep: int, div: int, cmap, norm) -> None:
-    if not np.isfinite(v):
-        ax.add_patch(plt.Rectangle((j - .5, i - .5), 1, 1, fc="0.82", ec="0.55", hatch="///", lw=0))
-        return
-    r, g, b, _ = cmap(norm(v))
-    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-    ax.text(j, i, f"{ep}†" if div else str(ep), ha="center", va="center", fontsize=7,
-            color="white" if dark else "black")
-
-
-def _stack_curves(run: RunFiles, metric: str) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
-    """{(bs, lr, alpha): (epochs, values)} from grid_epochs.csv, else from grid.csv's epoch counts."""
-    rows = run.grid_epochs or run.grid or []
-    out: dict[tuple, list] = {}
-    for r in rows:
-        if finite(r.get(metric)) and not (r.get("diverged") is True):
-            key = (float(r["batch_size"]), float(r["learning_rate"]), float(r["alpha"]))
-            out.setdefault(key, []).append((float(r.get("epoch", r.get("epochs"))), r[metric]))
-    return {k: tuple(np.array(sorted(v)).T) for k, v in out.items()}
-
-
-def _setting_label(bs, lr, a, ep=None) -> str:
-    s = f"bs {int(bs)}, lr {fmt_value(lr)}, α {fmt_value(a)}"
-    return s + (f", {int(ep)} ep" if ep is not None else "")
-
-
-def grid_epochs(run: RunFiles, path: Path, n: int = 10) -> Path | None:
-    """Selection metric vs epochs for the `n` best (batch size, lr, alpha) combinations."""
-    ranked = ranked_settings(run)
-    if not ranked:
-        return None
-    metric = run.select_by
-    curves = _stack_curves(run, metric)
-    top: list[tuple[tuple, dict]] = []
-    for r in ranked:  # best epoch count of each stack, stacks in order of their best
-        key = (float(r["batch_size"]), float(r["learning_rate"]), float(r["alpha"]))
-        if key in curves and all(key != k for k, _ in top):
-            top.append((key, r))
-        if len(top) == n:
-            break
-    if not top:
-        return None
-    best = run.best or {}
-    scale = 100.0 if metric.endswith("accuracy") else 1.0
-    with figure(path, figsize=(7.6, 4.2)) as (fig, ax):
-        cmap = plt.get_cmap("tab10")
-        shown = []
-        for rank, (key, r) in enumerate(top):
-            x, y = curves[key]
-            is_chosen = _same_setting(best, key)
-            ax.plot(x, y * scale, color=cmap(rank % 10), lw=2.6 if is_chosen else 1.3,
-                    zorder=4 if is_chosen else 2, marker="o" if len(x) <= 12 else None, markersize=3,
-                    label=f"{rank + 1}. {_setting_label(*key, r['epochs'])}" + ("  ★ chosen" if is_chosen else ""))
-            ax.plot([r["epochs"]], [r[metric] * scale], marker="*" if is_chosen else "o",
-                    markersize=16 if is_chosen else 6, color="red" if is_chosen else cmap(rank % 10),
-                    mec="black", mew=0.8, zorder=6 if is_chosen else 5)
-            shown.append(y * scale)
-        allv = np.concatenate(shown)
-        lo, hi = np.nanmin(allv), np.nanmax(allv)
-        best_v = top[0][1][metric] * scale
-        if not metric.endswith("accuracy") and hi > best_v * 1.3:  # keep the interesting band readable
-            ax.set_ylim(lo - 0.02 * (best_v * 1.3 - lo), best_v * 1.3)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric_label(metric) + (" (%)" if scale != 1 else ""))
-        ax.set_title(f"Grid: {metric_label(metric)} vs epochs, the {len(top)} best settings")
-        ax.legend(title="rank. setting (●: its best epoch count, ★: chosen)", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
-        ax.set_xlim(left=0)
-    return path
-
-
-def _same_setting(best: dict, key: tuple) -> bool:
-    try:
-        return all(math.isclose(float(best[a]), k, rel_tol=1e-9, abs_tol=1e-15)
-                   for a, k in zip(("batch_size", "learning_rate", "alpha"), key))
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
-def grid_marginals(run: RunFiles, path: Path) -> Path | None:
-    """For each value of each hyperparameter: the best selection metric over all the other settings."""
-    if not run.grid:
-        return None
-    metric = run.select_by
-    pick = _better(metric)
-    values, _ = _grid_table(run)
-    axes_used = [a for a in AXES if len(values[a]) > 1] or list(AXES)
-    best = run.best or {}
-    scale = 100.0 if metric.endswith("accuracy") else 1.0
-    allv, any_div = [], False
-    with figure(path, 1, len(axes_used), figsize=(2.6 * len(axes_used) + 0.6, 3.4), sharey=True,
-                 squeeze=False) as (fig, axes):
-        for ax, a in zip(axes[0], axes_used):
-            xs = values[a]
-            bests, divs, totals = [], [], []
-            for v in xs:
-                rows = [r for r in run.grid if math.isclose(float(r[a]), v, rel_tol=1e-9, abs_tol=1e-15)]
-                ok = [r[metric] * scale for r in rows if _usable(r, metric)]
-                bests.append(pick(ok) if ok else np.nan)
-                divs.append(sum(1 for r in rows if r.get("diverged")))
-                totals.append(len(rows))
-            pos = np.arange(len(xs))
-            ax.plot(pos, bests, color=COLORS["val"], marker="o", markersize=4.5, lw=1.8, label="best")
-            allv += [x for x in bests if np.isfinite(x)]
-            c = _index(xs, best.get(a))
-            if c is not None and np.isfinite(bests[c]):
-                ax.plot([c], [bests[c]], marker="*", markersize=15, color="red", mec="black", mew=0.6,
-                        zorder=5, label="chosen", ls="none")
-            for p, d, t in zip(pos, divs, totals):
-                if d:
-                    any_div = True
-                    ax.annotate(f"{d / t:.0%}\ndiv.", (p, 1), xycoords=("data", "axes fraction"),
-                                xytext=(0, -2), textcoords="offset points", ha="center", va="top",
-                                fontsize=6.5, color="red", linespacing=0.9)
-            ax.set_xticks(pos, [fmt_value(x) if a != "batch_size" else str(int(x)) for x in xs],
-                          rotation=45 if len(xs) > 4 else 0, ha="right" if len(xs) > 4 else "center",
-                          rotation_mode="anchor", fontsize=8)
-            ax.set_xlim(-0.5, len(xs) - 0.5)
-            ax.set_xlabel(AXIS_LABEL[a])
-        axes[0][0].set_ylabel(metric_label(metric) + (" (%)" if scale != 1 else ""))
-        if allv:  # headroom at the top for the divergence labels
-            lo, hi = min(allv), max(allv)
-            pad = (hi - lo) or abs(hi) * 0.1 or 1.0
-            axes[0][0].set_ylim(lo - 0.08 * pad, hi + (0.35 if any_div else 0.08) * pad)
-        axes[0][-1].legend(fontsize=8)
-        note = ("red: share of the settings with that value that diverged" if any_div else "no setting diverged")
-        fig.suptitle(f"Grid: {metric_label(metric)} reached for each value of each hyperparameter\n"
-                     f"(best over all the other settings; {note})", fontsize=10)
-    return path
-
 
 # --------------------------------------------------------------------------- all figures
 
@@ -765,3 +305,4 @@ def draw_all(run_dir: str | Path, out_dir: str | Path | None = None, fmt: str = 
         else:  # a figure left from an earlier run in this folder would no longer be true
             (out / f"{name}.{fmt}").unlink(missing_ok=True)
     return written
+

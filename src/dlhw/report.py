@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dlhw import plots, results
-from dlhw.plots import LOSS_NAMES, RunFiles, fmt_value, metric_label
+from dlhw.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
 
 CAPTIONS = {  # figure -> (heading, what to read in it)
     "loss_curves": ("Loss vs epochs", "Training, validation and test loss of the final run (no L2 term)."),
@@ -35,14 +35,14 @@ CAPTIONS = {  # figure -> (heading, what to read in it)
 
 def finish_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     """Draw every figure that applies into `run_dir/figures/` and write `run_dir/report.md`."""
-    run = plots.read_run(run_dir)
+    run = read_run(run_dir)
     figs = plots.draw_all(run.dir, fmt=fmt, run=run)
     return [*figs, write_report(run.dir, run=run, fmt=fmt)]
 
 
 def write_report(run_dir: str | Path, *, run: RunFiles | None = None, fmt: str = "png") -> Path:
     """(Re)write `run_dir/report.md` from the result files and the figures present."""
-    run = run or plots.read_run(run_dir)
+    run = run or read_run(run_dir)
     return results.atomic_write_text(run.dir / "report.md", render(run, fmt))
 
 
@@ -69,7 +69,7 @@ def _table(header: list[str], rows: list[list[str]], align: str | None = None) -
 
 
 def _num(v, metric: str = "ce") -> str:
-    if not plots.finite(v):
+    if not finite(v):
         return "–"
     return f"{100 * v:.2f} %" if metric.endswith("accuracy") else f"{v:.4f}"
 
@@ -92,11 +92,11 @@ def _summary(run: RunFiles) -> str:
         if m.get("diverged"):
             lines.append(f"\n> **Training diverged at epoch {m.get('diverged_epoch')}** (the loss became inf/NaN): "
                          f"try a smaller learning rate than {fmt_value(train.get('learning_rate', 0))}.")
-        elif plots.finite(m.get("test_accuracy")):
+        elif finite(m.get("test_accuracy")):
             lines.append(f"Test accuracy **{_num(m['test_accuracy'], 'accuracy')}**, test cross-entropy "
                          f"**{_num(m.get('test_ce'))}**.")
         else:
-            losses = [k for k in m if k.startswith("test_") and plots.finite(m[k])]
+            losses = [k for k in m if k.startswith("test_") and finite(m[k])]
             if losses:
                 lines.append(f"Test {LOSS_NAMES.get(losses[0][5:], losses[0][5:])} **{_num(m[losses[0]])}**.")
     else:
@@ -121,10 +121,10 @@ def _chosen(run: RunFiles) -> str:
         f"Selected by the {best_way} {metric_label(sel)} among {b.get('n_settings', '?'):,} settings"
         if isinstance(b.get("n_settings"), int) else f"Selected by the {best_way} {metric_label(sel)}",
     ]
-    timing = b if plots.finite(b.get("seconds")) else (run.manifest or {}).get("grid") or {}
-    if plots.finite(timing.get("seconds")):
+    timing = b if finite(b.get("seconds")) else (run.manifest or {}).get("grid") or {}
+    if finite(timing.get("seconds")):
         rate = timing.get("settings_per_second")
-        text[-1] += f" (grid search {timing['seconds']:.1f} s" + (f", {rate:.1f} settings/s)" if plots.finite(rate) else ")")
+        text[-1] += f" (grid search {timing['seconds']:.1f} s" + (f", {rate:.1f} settings/s)" if finite(rate) else ")")
     again = {"same": "the same number of epochs", "same_steps": "the same number of SGD steps"}
     text[-1] += (f"; then retrained on {b.get('retrain_on', 'train+val')} with "
                  f"{again.get(b.get('retrain_epochs'), 'the same number of epochs')}.")
@@ -142,7 +142,7 @@ def _metrics(run: RunFiles) -> str:
     names = []
     for k in m:
         split, _, metric = k.partition("_")
-        if split in plots.SPLITS and metric not in names and metric != "confusion":
+        if split in SPLITS and metric not in names and metric != "confusion":
             names.append(metric)
     if run.best and "val_ce" not in m:  # a grid's retrained model has no validation split
         for metric in names:
@@ -152,11 +152,11 @@ def _metrics(run: RunFiles) -> str:
     if run.best and "val_ce" not in (run.metrics or {}):
         label["val"] = "validation (chosen setting, trained on train only)"
     rows = [[label[s], *(_num(m.get(f"{s}_{n}"), n) for n in names)]
-            for s in plots.SPLITS if any(f"{s}_{n}" in m for n in names)]
+            for s in SPLITS if any(f"{s}_{n}" in m for n in names)]
     head = ["split", *(LOSS_NAMES.get(n, n) if n != "accuracy" else "accuracy" for n in names)]
     out = ["## Metrics", "", _table(head, rows)]
     extra = []
-    if plots.finite(m.get("seconds")):
+    if finite(m.get("seconds")):
         extra.append(f"training time {m['seconds']:.1f} s")
     if m.get("epochs_run") is not None:
         extra.append(f"{m['epochs_run']} epochs")
@@ -170,7 +170,7 @@ def _metrics(run: RunFiles) -> str:
 
 
 def _top_settings(run: RunFiles, n: int = 10) -> str:
-    ranked = plots.ranked_settings(run)[:n]
+    ranked = ranked_settings(run)[:n]
     if not ranked:
         return ""
     std = "val_ce_std" in ranked[0]
@@ -178,9 +178,9 @@ def _top_settings(run: RunFiles, n: int = 10) -> str:
             "training CE"]
     rows = []
     for i, r in enumerate(ranked, 1):
-        ce = _num(r.get("val_ce")) + (f" ± {r['val_ce_std']:.4f}" if std and plots.finite(r.get("val_ce_std")) else "")
+        ce = _num(r.get("val_ce")) + (f" ± {r['val_ce_std']:.4f}" if std and finite(r.get("val_ce_std")) else "")
         acc = _num(r.get("val_accuracy"), "accuracy")
-        if std and plots.finite(r.get("val_accuracy_std")):
+        if std and finite(r.get("val_accuracy_std")):
             acc += f" ± {100 * r['val_accuracy_std']:.2f}"
         rows.append([str(i), str(r["batch_size"]), fmt_value(r["learning_rate"]), str(r["epochs"]),
                      fmt_value(r["alpha"]), ce, acc, _num(r.get("train_ce"))])
