@@ -31,7 +31,7 @@ def test_the_catalogue_is_complete_and_every_check_has_a_slip():
 def test_every_claim_holds(outcomes, name):
     o = outcomes[name]
     assert o.passed, (name, o.computed, o.expected)
-    json.dumps(checks._num(o.numbers))  # JSON-able
+    json.dumps(checks.jsonable(o.numbers))  # JSON-able
 
 
 @pytest.mark.parametrize("name, slip", [(c.name, s) for c in CHECKS.values() for s in c.slips],
