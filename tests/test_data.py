@@ -1,4 +1,4 @@
-"""Tests for dlhw.data: IDX reading, registry lookup, checksums, cache, fetch, split, preprocess.
+"""Tests for dlhw.data, dlhw.fetch and dlhw.preprocess: IDX reading, registry lookup, checksums, cache, fetch, split, preprocess.
 
 All but the `realdata` test use tiny IDX files written into tmp_path.
 """
@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from dlhw import data
-from dlhw.data import (DatasetSpec, FileSpec, Preprocessor, fetch, find_data_dir, format_info,
-                       info, load, read_idx, split)
+from dlhw.data import DatasetSpec, FileSpec, find_data_dir, format_info, info, load, read_idx
 from dlhw.errors import DataError
+from dlhw.fetch import fetch
+from dlhw.preprocess import Preprocessor, split
 
 MNIST_NAMES = {k: fs.filename for k, fs in data.REGISTRY["mnist"].files.items()}
 TINY_NAMES = {"train_images": "tiny-train-images", "train_labels": "tiny-train-labels",
@@ -254,7 +255,7 @@ def test_cache_second_load_uses_cache(tiny, tmp_path, monkeypatch):
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded the IDX file again instead of using the cache")
-    monkeypatch.setattr(data, "_parse_idx", no_decoding)
+    monkeypatch.setattr(data, "parse_idx", no_decoding)
     second = load("tiny", folder, cache_dir=cache)
     assert_same(second, arrays)
     assert second.sha256 == first.sha256

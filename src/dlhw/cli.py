@@ -126,9 +126,9 @@ DATASET = click.argument("name", metavar="NAME", type=click.Choice(["fashion-mni
 @QUIET
 def fetch(name, dest, quiet) -> None:
     """Download NAME from its official mirrors and verify the checksums."""
-    from dlhw import data as ds
+    from dlhw.fetch import fetch as fetch_files
 
-    path = ds.fetch(name, dest, progress=not quiet)
+    path = fetch_files(name, dest, progress=not quiet)
     click.echo(f"{name}: files verified in {path}")
 
 

@@ -1,12 +1,10 @@
-"""Data sets: IDX files -> checksummed arrays, found or fetched, cached, split and preprocessed.
+"""Data sets: the registry, IDX files -> checksummed arrays, found on disk and cached.
 
 Raw files are never modified. Decoded arrays are cached as `.npy` files keyed by the SHA-256
 of the decompressed IDX payload, so the same data found in two places is cached once.
+Downloading is `dlhw.fetch`; the validation split and preprocessing are `dlhw.preprocess`.
 
     ds = load("fashion-mnist")                    # X_train (60000, 784) uint8, y_train (60000,) int64
-    tr, va = split(ds.y_train, 0.2, seed=0)       # stratified index arrays
-    pre = Preprocessor.fit("standardize", ds.X_train[tr])
-    X = pre.transform(ds.X_train[tr])             # (n, 784) float32, a new array
 """
 from __future__ import annotations
 
@@ -14,23 +12,17 @@ import contextlib
 import difflib
 import gzip
 import hashlib
-import http.client
 import io
 import json
 import math
-import numbers
 import os
-import sys
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from dlhw.errors import DataError
 
@@ -105,7 +97,7 @@ REGISTRY: dict[str, DatasetSpec] = {
 }
 
 
-def _spec(name: str) -> DatasetSpec:
+def dataset_spec(name: str) -> DatasetSpec:
     """The registry entry for `name`, or a DataError with a did-you-mean hint."""
     if name in REGISTRY:
         return REGISTRY[name]
@@ -133,12 +125,12 @@ def _gunzip(raw: bytes, where: object, limit: int | None = None) -> bytes:
         raise DataError(f"{where}: corrupt gzip stream ({e})") from None
 
 
-def _payload(raw: bytes, where: object, limit: int | None = None) -> bytes:
+def idx_payload(raw: bytes, where: object, limit: int | None = None) -> bytes:
     """The IDX payload of a file's bytes: gunzipped if they start with the gzip magic 1f 8b."""
     return _gunzip(raw, where, limit) if raw[:2] == b"\x1f\x8b" else raw
 
 
-def _parse_idx(payload: bytes, where: object) -> np.ndarray:
+def parse_idx(payload: bytes, where: object) -> np.ndarray:
     """Decode an IDX payload -> uint8 array of its dims, e.g. (n, 28, 28) or (n,). Read-only."""
     magic = int.from_bytes(payload[:4], "big")
     if len(payload) < 4 or magic not in (IMAGES_MAGIC, LABELS_MAGIC):
@@ -165,10 +157,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    return _parse_idx(_payload(raw, path), path)
+    return parse_idx(idx_payload(raw, path), path)
 
 
-def _check_payload(where: object, fs: FileSpec, sha: str, size: int, name: str) -> None:
+def check_payload(where: object, fs: FileSpec, sha: str, size: int, name: str) -> None:
     """Raise unless the payload matches the registry (sha256 if known, else size)."""
     if fs.sha256 is None:
         if size != fs.size:
@@ -181,7 +173,7 @@ def _check_payload(where: object, fs: FileSpec, sha: str, size: int, name: str) 
 # --------------------------------------------------------------------------- finding files
 
 
-def _locate(folder: Path, fs: FileSpec) -> Path | None:
+def locate_file(folder: Path, fs: FileSpec) -> Path | None:
     """`folder/NAME` or else `folder/NAME.gz`, whichever exists first; None if neither."""
     for p in (folder / fs.filename, folder / f"{fs.filename}.gz"):
         if p.is_file():
@@ -190,7 +182,7 @@ def _locate(folder: Path, fs: FileSpec) -> Path | None:
 
 
 def _has_files(folder: Path, spec: DatasetSpec) -> bool:
-    return folder.is_dir() and all(_locate(folder, fs) for fs in spec.files.values())
+    return folder.is_dir() and all(locate_file(folder, fs) for fs in spec.files.values())
 
 
 def _how_to_get(spec: DatasetSpec) -> str:
@@ -208,7 +200,7 @@ def find_data_dir(name: str, data_dir: str | Path | None = None) -> Path:
     Looks at, in order: `data_dir` (or `data_dir/<name>`) if given, else `$DLHW_DATA`
     (or `$DLHW_DATA/<name>`), `./data/<name>`, `/usr/share/datasets/<name>`.
     """
-    spec = _spec(name)
+    spec = dataset_spec(name)
     if data_dir is not None:
         d = Path(data_dir)
         if not d.is_dir():
@@ -216,7 +208,7 @@ def find_data_dir(name: str, data_dir: str | Path | None = None) -> Path:
         for cand in (d, d / name):
             if _has_files(cand, spec):
                 return cand.absolute()
-        missing = [fs.filename for fs in spec.files.values() if _locate(d, fs) is None]
+        missing = [fs.filename for fs in spec.files.values() if locate_file(d, fs) is None]
         raise DataError(f"data dir {d}: missing {name} files {', '.join(missing)} "
                         f"(each as NAME or NAME.gz, here or in {d / name})")
     cands: list[Path] = []
@@ -332,13 +324,13 @@ def _load_file(path: Path, fs: FileSpec, name: str, verify: bool,
         size = 4 + 4 * arr.ndim + arr.size
     else:
         try:
-            payload = _payload(path.read_bytes(), path)
+            payload = idx_payload(path.read_bytes(), path)
         except OSError as e:
             raise DataError(f"{path}: cannot read ({e.strerror})") from None
-        arr = _parse_idx(payload, path)  # before the checksum: "truncated" says more
+        arr = parse_idx(payload, path)  # before the checksum: "truncated" says more
         sha, size = hashlib.sha256(payload).hexdigest(), len(payload)
     if verify:
-        _check_payload(path, fs, sha, size, name)
+        check_payload(path, fs, sha, size, name)
     if hit is None:
         _cache_put(root, path, arr, sha)
     return arr, sha
@@ -390,12 +382,12 @@ def load(name: str, data_dir: str | Path | None = None, *, verify: bool = True,
 
     With `verify`, each decompressed payload must match the registry's SHA-256.
     """
-    spec = _spec(name)
+    spec = dataset_spec(name)
     folder = find_data_dir(name, data_dir)
     root = _cache_root(cache_dir) / "idx"
     paths, arrays, sums = {}, {}, {}
     for key, fs in spec.files.items():
-        p = _locate(folder, fs)
+        p = locate_file(folder, fs)
         if p is None:  # vanished since find_data_dir looked
             raise DataError(f"{folder}: missing {fs.filename}[.gz]")
         paths[key] = p
@@ -428,11 +420,11 @@ def info(name: str, data_dir: str | Path | None = None) -> dict[str, Any]:
 
     Checksum status per file: "ok", "MISMATCH", or "unknown" (no sha256 in the registry).
     """
-    spec = _spec(name)
+    spec = dataset_spec(name)
     ds = load(name, data_dir, verify=False)
     files = {}
     for key, fs in spec.files.items():
-        path = _locate(ds.source, fs)
+        path = locate_file(ds.source, fs)
         got = ds.sha256[key]
         status = "unknown" if fs.sha256 is None else "ok" if got == fs.sha256 else "MISMATCH"
         files[key] = {"path": str(path), "shape": _idx_dims(path), "sha256": got,
@@ -466,211 +458,3 @@ def format_info(d: dict[str, Any]) -> str:
                      f"{d['class_counts']['test'][c]:>6}")
     lines += [f"warning: {w}" for w in d["warnings"]]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- fetch
-
-Opener = Callable[..., Any]  # urlopen-like: opener(url, timeout=s) -> context-managed response
-_DOWNLOAD_ERRORS = (OSError, ValueError, EOFError, zlib.error, http.client.HTTPException)
-
-
-def _reason(e: BaseException) -> str:
-    """A short reason for a failed download attempt."""
-    if isinstance(e, urllib.error.HTTPError):
-        return f"HTTP {e.code} {e.reason}"
-    if isinstance(e, urllib.error.URLError):
-        return str(e.reason)
-    if isinstance(e, TimeoutError):
-        return "timed out"
-    return str(e) or type(e).__name__
-
-
-def _download(url: str, out: BinaryIO, opener: Opener, progress: bool, label: str,
-              limit: int) -> None:
-    """Stream `url` into `out`, refusing more than `limit` bytes; tqdm bar on a tty stderr."""
-    with opener(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-        headers = getattr(resp, "headers", None)
-        total = headers.get("Content-Length") if headers is not None else None
-        show = progress and sys.stderr.isatty()
-        with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                  unit_divisor=1024, desc=label, file=sys.stderr, disable=not show,
-                  leave=False) as bar:
-            n = 0
-            while chunk := resp.read(1 << 16):
-                n += len(chunk)
-                if n > limit:
-                    raise ValueError(f"response larger than {limit} bytes")
-                out.write(chunk)
-                bar.update(len(chunk))
-
-
-def _valid_file(path: Path, fs: FileSpec, name: str) -> bool:
-    """Does `path` hold the right payload (sha256, or size and header when sha is unknown)?"""
-    try:
-        payload = _payload(path.read_bytes(), path)
-        _parse_idx(payload, path)
-        _check_payload(path, fs, hashlib.sha256(payload).hexdigest(), len(payload), name)
-    except (OSError, DataError):
-        return False
-    return True
-
-
-def _fetch_file(spec: DatasetSpec, fs: FileSpec, dest: Path, progress: bool,
-                opener: Opener) -> None:
-    """Download `fs` as `dest/NAME.gz` from the first mirror that serves valid data."""
-    tried = []
-    for mirror in spec.mirrors:
-        url = f"{mirror}{fs.filename}.gz"
-        try:
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{fs.filename}.", suffix=".part")
-        except OSError as e:
-            raise DataError(f"cannot write into {dest}: {e.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _download(url, out, opener, progress, fs.filename, 2 * fs.size + (1 << 20))
-            payload = _payload(Path(tmp).read_bytes(), url, limit=fs.size)
-            _parse_idx(payload, url)
-            _check_payload(url, fs, hashlib.sha256(payload).hexdigest(), len(payload), spec.name)
-            os.replace(tmp, dest / f"{fs.filename}.gz")
-            return
-        except DataError as e:
-            tried.append(e.message)  # already starts with the URL
-        except _DOWNLOAD_ERRORS as e:
-            tried.append(f"{url}: {_reason(e)}")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-    where = dest.absolute()
-    hint = (f"On Debian: apt-get install {spec.debian_package}, or copy the files into {where}"
-            if spec.debian_package else f"Copy the files into {where}")
-    raise DataError(f"could not download {spec.name}/{fs.filename}.gz from any mirror "
-                    f"(tried: {'; '.join(tried)}). {hint}")
-
-
-def fetch(name: str, dest: str | Path | None = None, *, progress: bool = True,
-          opener: Opener | None = None) -> Path:
-    """Download `name`'s missing or invalid files into `dest` (default `./data/<name>`).
-
-    Each file is tried at every mirror in turn and only lands, by rename, once its
-    checksum is verified; a failure leaves no partial files (nor folders it made).
-    `opener` defaults to `urllib.request.urlopen`; tests pass a fake. Returns the folder.
-    """
-    spec = _spec(name)
-    dest = Path(dest) if dest is not None else Path("data", name)
-    made = [p for p in (dest, *dest.parents) if not p.exists()]  # deepest first
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create {dest}: {e.strerror}") from None
-    try:
-        for fs in spec.files.values():
-            old = _locate(dest, fs)
-            if old is not None and _valid_file(old, fs, name):
-                continue
-            _fetch_file(spec, fs, dest, progress, opener or urllib.request.urlopen)
-            if old is not None and old.name == fs.filename:
-                old.unlink()  # an invalid uncompressed copy would shadow the new .gz
-    except DataError:
-        for p in made:
-            with contextlib.suppress(OSError):
-                p.rmdir()  # only succeeds while empty
-        raise
-    return dest.absolute()
-
-
-# --------------------------------------------------------------------------- split
-
-
-def split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train_idx, val_idx) into `y` (n,), both sorted int64 arrays.
-
-    Each class with count c gives k = floor(val_fraction * c + 0.5) examples (round half up),
-    capped at c - 1 so no class loses all its training examples; chosen by a permutation
-    from `np.random.default_rng(seed)`, classes in sorted order. val_fraction 0 -> empty val.
-    """
-    if isinstance(val_fraction, bool) or not (
-            isinstance(val_fraction, numbers.Real) and 0 <= val_fraction < 1):
-        raise ValueError(f"The 'val_fraction' parameter must be a float in [0, 1). "
-                         f"Got {val_fraction!r} instead.")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D. Got shape {y.shape} instead.")
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = min(math.floor(val_fraction * len(idx) + 0.5), len(idx) - 1)
-        val.append(rng.permutation(idx)[:k])
-    val_idx = np.sort(np.concatenate(val)) if val else np.empty(0, np.int64)
-    train_mask = np.ones(len(y), bool)
-    train_mask[val_idx] = False
-    return np.flatnonzero(train_mask).astype(np.int64), val_idx.astype(np.int64)
-
-
-# --------------------------------------------------------------------------- preprocess
-
-PREPROCESS_KINDS = ("scale", "standardize", "none")
-
-
-def _column_std(X: np.ndarray, mean: np.ndarray, rows: int = 8192) -> np.ndarray:
-    """Population std of each column of X (n, d), in float64 chunks to bound memory."""
-    ss = np.zeros(X.shape[1])
-    for i in range(0, len(X), rows):
-        ss += ((X[i:i + rows].astype(np.float64) - mean) ** 2).sum(axis=0)
-    return np.sqrt(ss / len(X))
-
-
-@dataclass
-class Preprocessor:
-    """Pixel preprocessing fitted on the training split only.
-
-    scale: x / 255.  standardize: (x - mean) / std per pixel, std 0 -> 1.  none: float(x).
-    """
-
-    kind: str  # scale | standardize | none
-    mean: np.ndarray | None = None  # (d,) float64, standardize only
-    std: np.ndarray | None = None  # (d,) float64 > 0, standardize only
-
-    @classmethod
-    def fit(cls, kind: str, X_train: np.ndarray) -> Preprocessor:
-        """Fit on X_train (n, d) uint8 (training split only, never validation or test)."""
-        if kind not in PREPROCESS_KINDS:
-            raise ValueError(f"The 'kind' parameter must be one of {PREPROCESS_KINDS}. "
-                             f"Got {kind!r} instead.")
-        if kind != "standardize":
-            return cls(kind)
-        if X_train.ndim != 2 or len(X_train) == 0:
-            raise ValueError(f"X_train must be 2-D and non-empty. Got shape {X_train.shape}.")
-        mean = X_train.mean(axis=0, dtype=np.float64)
-        std = _column_std(X_train, mean)
-        std[std == 0] = 1.0  # constant pixels: centre them, don't divide by zero
-        return cls(kind, mean, std)
-
-    def transform(self, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        """X (n, d) -> a new (n, d) array of `dtype`; X itself is never changed."""
-        out = np.array(X, dtype=dtype, copy=True)
-        if self.kind == "scale":
-            out /= 255
-        elif self.kind == "standardize":
-            if self.mean is None or self.std is None or X.shape[-1] != len(self.mean):
-                raise ValueError(f"standardize fitted on {None if self.mean is None else len(self.mean)} "
-                                 f"features cannot transform X of shape {X.shape}")
-            out -= self.mean.astype(dtype)
-            out /= self.std.astype(dtype)
-        return out
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays for `np.savez`: pre_kind (0-d str), pre_mean and pre_std ((d,) or (0,))."""
-        empty = np.empty(0)
-        return {"pre_kind": np.array(self.kind),
-                "pre_mean": empty if self.mean is None else self.mean,
-                "pre_std": empty if self.std is None else self.std}
-
-    @classmethod
-    def from_arrays(cls, d: Any) -> Preprocessor:
-        """Inverse of `to_arrays`; `d` may be the NpzFile itself."""
-        kind = str(d["pre_kind"])
-        if kind not in PREPROCESS_KINDS:
-            raise ValueError(f"unknown preprocess kind {kind!r} in saved arrays")
-        mean, std = np.asarray(d["pre_mean"]), np.asarray(d["pre_std"])
-        return cls(kind, mean if mean.size else None, std if std.size else None)

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from dlhw import results
 from dlhw.config import Config, dump_config, load_config
-from dlhw.data import Preprocessor
+from dlhw.preprocess import Preprocessor
 from dlhw.errors import RunError
 from dlhw.models import Model, build_model
 from dlhw.prepare import Prepared, prepare

@@ -11,6 +11,7 @@ import numpy as np
 
 from dlhw import data as ds
 from dlhw.errors import ConfigError
+from dlhw.preprocess import Preprocessor, split
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -26,7 +27,7 @@ class Prepared:
     val: Split | None
     test: Split | None
     classes: tuple[str, ...]
-    pre: ds.Preprocessor | None
+    pre: Preprocessor | None
     sha256: dict = field(default_factory=dict)
     source: str = ""
     trained_on: str = "train"  # train | train+val
@@ -76,7 +77,7 @@ def _select(X: np.ndarray, y: np.ndarray, keep: list[int]) -> Split:
 
 
 def prepare(cfg, data_dir=None, *, retrain_on: str = "train", verify: bool = True,
-            pre: ds.Preprocessor | None = None) -> Prepared:
+            pre: Preprocessor | None = None) -> Prepared:
     """Arrays for `cfg`. retrain_on='train+val' merges the validation split into training.
 
     pre: preprocessing statistics to apply (e.g. those stored with a model);
@@ -95,12 +96,12 @@ def prepare(cfg, data_dir=None, *, retrain_on: str = "train", verify: bool = Tru
         Xtr, ytr = _select(Xtr, ytr, keep)
         Xte, yte = _select(Xte, yte, keep)
         classes = tuple(classes[i] for i in keep)
-    tr_idx, va_idx = ds.split(ytr, cfg.data.val_fraction, cfg.data.split_seed)
+    tr_idx, va_idx = split(ytr, cfg.data.val_fraction, cfg.data.split_seed)
     if retrain_on == "train+val":
         tr_idx = np.sort(np.concatenate([tr_idx, va_idx]))
         va_idx = va_idx[:0]
     if pre is None:
-        pre = ds.Preprocessor.fit(cfg.data.preprocess, Xtr[tr_idx])
+        pre = Preprocessor.fit(cfg.data.preprocess, Xtr[tr_idx])
     val = (pre.transform(Xtr[va_idx], dtype), ytr[va_idx]) if len(va_idx) else None
     return Prepared(
         train=(pre.transform(Xtr[tr_idx], dtype), ytr[tr_idx]),
