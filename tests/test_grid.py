@@ -237,6 +237,11 @@ def test_end_to_end_small_grid_on_fashion_mnist(fashion_dir, tmp_path):
         assert (out / f).is_file(), f
     assert "best (lowest validation CE)" in r.output and "test accuracy" in r.output
     assert "ten best settings" in r.output
+    # softmax_small averages each epoch's iterates: said in the summary and the report; the stacks
+    # recorded the grid's epochs only
+    assert "weights averaged over the last epoch" in r.output
+    assert "mean of the last epoch's SGD iterates" in (out / "report.md").read_text()
+    assert {int(c["epoch"]) for c in read_csv(out / "grid_epochs.csv")} == {2, 5}
     # eval of a grid run reproduces its test metrics (trained on train+val)
     e = CliRunner().invoke(cli, ["eval", "--run", str(out)], catch_exceptions=False)
     assert e.exit_code == 0
