@@ -65,7 +65,11 @@ def test_bad_config_through_cli(write_config, tmp_path, text, message):
     (["train", "--config", "."], "is a folder"),
     (["train", "--config", "{cfg}", "--set", "train.epochs"], "expected KEY=VALUE"),
     (["train", "--config", "{cfg}", "--set", "train.epoch=2"], "did you mean 'epochs'?"),
-    (["train", "--config", "{cfg}", "--set", "train.epochs=-2"], "'train.epochs' must be an integer >= 1"),
+    (["train", "--config", "{cfg}", "--set", "train.epochs=-2"],
+     "--set 'train.epochs=-2': 'train.epochs' must be an integer >= 1. Got -2 instead."),
+    (["train", "--config", "{cfg}", "--set", "train.average=yes"],
+     "--set 'train.average=yes': 'train.average' must be one of 'none', 'epoch'. Got True instead "
+     "(YAML reads 'yes' as True)."),
     (["train", "--config", "{cfg}", "--data-dir", "/no/such/dir"], "/no/such/dir"),
     (["train", "--config", "{cfg}", "--bogus"], "No such option '--bogus'"),
     (["train"], "Missing option '--config'"),
@@ -93,6 +97,28 @@ def test_user_error_through_the_real_entry_point(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: {bad}: 'train.learning_rate' must be a float > 0. Got 0 instead."
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("args, line", [
+    (["eval", "--run", "{tmp}", "--split", "tset"],
+     "error: dlhw eval: Invalid value for '--split': 'tset' is not one of 'test', 'val', 'train'. "
+     "(see `dlhw eval --help`)"),
+    (["train"], "error: dlhw train: Missing option '--config'. (see `dlhw train --help`)"),
+    (["data", "info", "nope"], "error: dlhw data info: Invalid value for 'NAME': 'nope' is not one of "
+                               "'fashion-mnist', 'mnist'. (see `dlhw data info --help`)"),
+])
+def test_usage_mistakes_get_one_line_through_the_real_entry_point(tmp_path, args, line):
+    args = [a.format(tmp=tmp_path) for a in args]
+    r = subprocess.run([sys.executable, "-m", "dlhw", *args], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == line
+    assert r.stdout == ""
+
+
+def test_help_and_version_still_exit_0_through_the_real_entry_point():
+    for args in (["--help"], ["grid", "--help"], ["--version"]):
+        r = subprocess.run([sys.executable, "-m", "dlhw", *args], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout and not r.stderr
 
 
 def test_fetch_without_network_fails_cleanly(tmp_path, monkeypatch):

@@ -293,3 +293,23 @@ def test_train_no_plots_and_diverged(tmp_path, write_config, monkeypatch, flag, 
     drawn = flag is None
     assert (out / "figures").exists() == drawn and (out / "report.md").exists() == drawn
     assert ("training diverged at epoch 1" in r.output) == diverged
+
+
+def test_no_plots_removes_an_earlier_runs_figures_and_report(tmp_path, write_config, monkeypatch):
+    """A rerun with --no-plots must not leave figures and a report of results that were replaced."""
+    import dlhw.experiment
+
+    def fake_train_run(cfg, **kw):
+        d = make_train_run(cfg.run_dir, epochs=1)
+        return dlhw.experiment.RunResult(d, results.read_json(d / "metrics.json"), None, None, None)
+
+    monkeypatch.setattr(dlhw.experiment, "train_run", fake_train_run)
+    out = tmp_path / "out"
+    args = ["train", "--config", str(write_config("train: {epochs: 1}\n")), "--out", str(out), "-q"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert (out / "report.md").is_file() and (out / "figures" / "loss_curves.png").is_file()
+    (out / "figures" / "mine.txt").write_text("a user's own file")
+    assert CliRunner().invoke(cli, args + ["--no-plots"]).exit_code == 0
+    assert not (out / "report.md").exists()
+    assert [p.name for p in (out / "figures").iterdir()] == ["mine.txt"]  # only dlhw's figures go
+    assert (out / "metrics.json").is_file()

@@ -169,6 +169,19 @@ def test_end_to_end_train_on_fashion_mnist(fast_config, tmp_path):
 
 
 @pytest.mark.realdata
+def test_averaged_train_on_fashion_mnist_says_so_and_eval_reproduces_it(fast_config, tmp_path):
+    run = tmp_path / "avg"
+    r = _run(["train", "--config", str(fast_config(epochs=1)), "--set", "train.average=epoch", "--out", str(run),
+              "-q", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    assert ", 1 epoch, weights averaged over the last epoch, " in r.output
+    m = json.loads((run / "metrics.json").read_text())
+    e = _run(["eval", "--run", str(run)])
+    assert e.exit_code == 0, e.output
+    assert json.loads((run / "eval-test.json").read_text())["test_ce"] == m["test_ce"]  # the saved model is the mean
+
+
+@pytest.mark.realdata
 def test_diverging_run_exits_1_with_advice(fast_config, tmp_path):
     run = tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", "--config", str(fast_config(2)), "--out", str(run), "-q", "--no-plots",

@@ -27,6 +27,10 @@ def cli() -> None:
     """Reproduce deep-learning homework results exactly, quickly and verifiably."""
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, data_dir: str | None) -> Config:
     cfg = load_config(config_path, overrides)
     if data_dir is not None:
@@ -53,7 +57,8 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
                    f"(the grid was not run; use `dlhw grid`).", err=True)
     res = train_run(cfg, progress=not quiet, argv=sys.argv)
     m = res.metrics
-    click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {m['epochs_run']} epochs, "
+    avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
+    click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {_count(m['epochs_run'], 'epoch')}{avg}, "
                f"{m['seconds']:.1f} s -> {res.run_dir}")
     if m["diverged"]:
         _finish(res.run_dir, no_plots)
@@ -150,10 +155,13 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]
 
 
 def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
-    """Figures + report.md at the end of a run, unless --no-plots."""
+    """Figures + report.md at the end of a run; with --no-plots, those of an earlier run in the
+    folder are removed (they would describe results that are no longer there)."""
+    from dlhw.report import finish_run, remove_derived
+
     if no_plots:
+        remove_derived(run_dir)
         return
-    from dlhw.report import finish_run
 
     paths = finish_run(run_dir, fmt)
     click.echo(f"report: {paths[-1]} ({len(paths) - 1} figures in {Path(run_dir) / 'figures'})")
@@ -230,4 +238,19 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
-    cli(prog_name="dlhw")
+    try:
+        rv = cli.main(prog_name="dlhw", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # `dlhw` or a group alone: its help text
+        e.show()
+        sys.exit(e.exit_code)
+    except click.UsageError as e:  # a bad option or argument: one line, not click's usage block
+        where = e.ctx.command_path if e.ctx else "dlhw"
+        click.echo(f"error: {where}: {e.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

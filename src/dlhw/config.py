@@ -401,6 +401,7 @@ def apply_overrides(raw: dict, overrides: tuple[str, ...] | list[str], src: str)
             allowed = "name" if parts[0] == "name" else f"{parts[0]}.<key>"
             raise ConfigError(f"--set {item!r}: key must be {allowed}.")
         if len(parts) == 1:
+            _check_override(Str(), value, text, item, "name")
             out["name"] = value
             continue
         sec, sub = parts
@@ -408,10 +409,22 @@ def apply_overrides(raw: dict, overrides: tuple[str, ...] | list[str], src: str)
         if sub not in rules:
             raise ConfigError(f"--set {item!r}: unknown key '{sec}.{sub}'{_hint(sub, rules)}. "
                               f"Allowed in '{sec}': {', '.join(rules)}.")
+        _check_override(rules[sub], value, text, item, key)
         if not isinstance(out.get(sec), dict):
             out[sec] = {}
         out[sec][sub] = value
     return out
+
+
+def _check_override(rule: Rule, value: Any, text: str, item: str, key: str) -> None:
+    """A --set value is judged where the user typed it, showing what they typed."""
+    try:
+        rule.check(value, f"--set {item!r}: '{key}'")
+    except ConfigError as e:
+        typed = text.strip()
+        if typed != str(value):  # e.g. yes -> True, 1e-3 -> '1e-3', [1, 2] -> [1, 2]
+            raise ConfigError(f"{e.format_message()[:-1]} (YAML reads {typed!r} as {value!r}).") from None
+        raise
 
 
 def from_dict(raw: dict, src: str = "<dict>", default_name: str = "run") -> Config:

@@ -333,7 +333,8 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
         f"best ({by}): batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} "
         f"epochs={b['epochs']} alpha={b['alpha']:g}",
         f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",
-        f"retrained on {g.retrain_on} ({m['epochs_run']} epochs, {m['iterations']} steps{avg}): "
+        f"retrained on {g.retrain_on} ({m['epochs_run']} epoch{'' if m['epochs_run'] == 1 else 's'}, "
+        f"{m['iterations']} steps{avg}): "
         f"test CE {m['test_ce']:.4f}, test accuracy {m['test_accuracy']:.2%}"
         if m.get("test_ce") is not None else f"retrained on {g.retrain_on}: diverged",
         "",

@@ -130,12 +130,14 @@ def loss_iterations(run: RunFiles, path: Path) -> Path | None:
             ax.plot(it[ok], moving_mean(loss[ok], w), color="black", lw=1.5,
                     label=f"mini-batch (mean of {w} iterations)")
         shown, drawn = [loss[ok]], []
+        averaged = ((run.config or {}).get("train") or {}).get("average") == "epoch"
+        whole = "whole split, epoch-mean weights" if averaged else "whole split"
         for split in ("val", "test"):
             x, y = column(run.history or [], "iteration", f"{split}_{m}")
             if y.size:
                 label = "validation" if split == "val" else "test"
                 ax.plot(x, y, color=COLORS[split], lw=1.6, marker="o" if len(y) <= 30 else None,
-                        markersize=3.5, label=f"{label} (whole split)")
+                        markersize=3.5, label=f"{label} ({whole})")
                 shown.append(y)
                 drawn.append(label)
         if not ok.all():

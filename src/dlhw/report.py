@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dlhw import plots, results
+from dlhw.figkit import FORMATS
 from dlhw.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
 
 CAPTIONS = {  # figure -> (heading, what to read in it)
@@ -38,6 +39,18 @@ def finish_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     run = read_run(run_dir)
     figs = plots.draw_all(run.dir, fmt=fmt, run=run)
     return [*figs, write_report(run.dir, run=run, fmt=fmt)]
+
+
+def remove_derived(run_dir: str | Path) -> None:
+    """Remove report.md and the figures dlhw drew into `run_dir` (other files are left alone)."""
+    d = Path(run_dir)
+    (d / "report.md").unlink(missing_ok=True)
+    figs = d / "figures"
+    for name in plots.FIGURES:
+        for fmt in FORMATS:
+            (figs / f"{name}.{fmt}").unlink(missing_ok=True)
+    if figs.is_dir() and not any(figs.iterdir()):
+        figs.rmdir()
 
 
 def write_report(run_dir: str | Path, *, run: RunFiles | None = None, fmt: str = "png") -> Path:
