@@ -59,6 +59,9 @@ def compare_runs(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
         if run.best:
             for k in ("val_ce", "val_accuracy"):
                 m.setdefault(k, run.best.get(k))
+            search = run.best.get("seconds", ((run.manifest or {}).get("grid") or {}).get("seconds"))
+            if finite(search):  # a grid's time is its search plus the retrain
+                m["seconds"] = search + (m["seconds"] if finite(m.get("seconds")) else 0.0)
         rows.append({"run": label, **{k: cfg.get(k) for k in differ}, **{k: m.get(k) for k in metrics}})
     return ["run", *differ, *metrics], rows
 
