@@ -129,7 +129,7 @@ def plain_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average
 def homework_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average=False, k=10):
     """The homework's way: float64 arrays (NumPy's default for X / 255.), one-hot targets, and the
     regularised mini-batch loss computed at every step for monitoring. Same math, same batches."""
-    from dlhw.train import epoch_permutation
+    from dlhw.train import batches_per_epoch, epoch_permutation
 
     X = X.astype(np.float64)
     n, d = X.shape
@@ -154,7 +154,7 @@ def homework_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, aver
             if average and epoch == epochs:
                 Ws, bs = Ws + W, bs + b
     if average:
-        W, b = Ws / len(range(0, n, batch_size)), bs / len(range(0, n, batch_size))
+        W, b = Ws / batches_per_epoch(n, batch_size), bs / batches_per_epoch(n, batch_size)
     return _val_ce(W, b, Xv.astype(np.float64), yv)
 
 

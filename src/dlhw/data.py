@@ -32,7 +32,6 @@ FILE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 IMAGES_MAGIC = 0x00000803  # uint8 (0x08), 3 dims: n, rows, cols
 LABELS_MAGIC = 0x00000801  # uint8 (0x08), 1 dim: n
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # where Debian's dataset-* packages put files
-DOWNLOAD_TIMEOUT_S = 30.0  # per connection attempt and per blocking read
 
 # --------------------------------------------------------------------------- registry
 

@@ -18,10 +18,11 @@ from typing import Any, BinaryIO, Callable
 
 from tqdm import tqdm
 
-from dlhw.data import (DOWNLOAD_TIMEOUT_S, DatasetSpec, FileSpec, check_payload, dataset_spec, idx_payload,
+from dlhw.data import (DatasetSpec, FileSpec, check_payload, dataset_spec, idx_payload,
                        locate_file, parse_idx)
 from dlhw.errors import DataError
 
+DOWNLOAD_TIMEOUT_S = 30.0  # per connection attempt and per blocking read
 Opener = Callable[..., Any]  # urlopen-like: opener(url, timeout=s) -> context-managed response
 _DOWNLOAD_ERRORS = (OSError, ValueError, EOFError, zlib.error, http.client.HTTPException)
 

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from dlhw.models import EVAL_CHUNK
-from dlhw.train import epoch_permutation
+from dlhw.train import batches_per_epoch, epoch_permutation
 
 RESCALE_LO, RESCALE_HI = 1e-3, 1e3  # fold c back into V outside this band (keeps V well scaled)
 
@@ -124,6 +124,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     if average:
         A, Ab = np.zeros_like(V), np.zeros_like(b)  # sums of the epoch's true weights and biases
         ones = np.ones(S)
+        steps = batches_per_epoch(n, batch_size)  # iterates per epoch (the last partial batch counts)
     step_lr = lr.copy()  # lr for live settings, 0 for frozen ones
     all_rows = np.arange(batch_size)
     Xv, yv = val
@@ -133,7 +134,6 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, epochs + 1):
             order = epoch_permutation(n, seed, epoch)
-            steps = 0
             averaging = average and epoch in record
             if averaging:
                 A.fill(0)
@@ -162,8 +162,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                         A.reshape(d, K - 1, S)[:, :, bad] = 0
                         Ab[:, bad] = 0
                 if any_hard:
-                    V3[:, :, hard] = 0
-                    c[hard] = 1.0
+                    V3[:, :, hard] = 0  # c[hard] is already 1
                 c *= decay
                 if any_hard:
                     c[hard] = 1.0
@@ -183,7 +182,6 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                     np.multiply(V, np.tile(c.astype(dt), K - 1), out=gbuf)  # true weights, class-major
                     A += gbuf
                     Ab += b
-                    steps += 1
             if epoch not in record:
                 if on_epoch:
                     on_epoch(epoch, res.val_ce[epoch - 1])
