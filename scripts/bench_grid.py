@@ -100,7 +100,7 @@ def plain_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average
     The lean version: stable softmax, in-place updates, no per-step loss. average: report the
     mean of the last epoch's iterates (`train.average: epoch`).
     """
-    from dlhw.train import epoch_permutation
+    from dlhw.training.loop import epoch_permutation
 
     n, d = X.shape
     W = np.zeros((d, k), dtype=X.dtype)
@@ -129,7 +129,7 @@ def plain_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average
 def homework_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average=False, k=10):
     """The homework's way: float64 arrays (NumPy's default for X / 255.), one-hot targets, and the
     regularised mini-batch loss computed at every step for monitoring. Same math, same batches."""
-    from dlhw.train import batches_per_epoch, epoch_permutation
+    from dlhw.training.loop import batches_per_epoch, epoch_permutation
 
     X = X.astype(np.float64)
     n, d = X.shape
@@ -165,7 +165,7 @@ def _val_ce(W, b, Xv, yv) -> float:
 
 
 def speedup_once(prep, cfg, plain_pairs: int) -> dict:
-    from dlhw.stack import train_stack
+    from dlhw.training.stack import train_stack
 
     g = cfg.grid
     bs = 64
@@ -210,7 +210,7 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         from dlhw.config import load_config
-        from dlhw.prepare import prepare
+        from dlhw.data.prepare import prepare
 
         cfg = load_config(ROOT / args.config)
         prep = prepare(cfg)

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from dlhw.config import load_config
-from dlhw.experiment import train_run
-from dlhw.prepare import prepare
-from dlhw.train import batches_per_epoch
+from dlhw.training.run import train_run
+from dlhw.data.prepare import prepare
+from dlhw.training.loop import batches_per_epoch
 
 
 def main() -> None:

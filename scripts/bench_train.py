@@ -16,8 +16,8 @@ import numpy as np
 from dlhw import data as ds
 from dlhw.config import from_dict
 from dlhw.models import SoftmaxRegression
-from dlhw.prepare import prepare
-from dlhw.train import fit
+from dlhw.data.prepare import prepare
+from dlhw.training.loop import fit
 
 
 def main() -> None:

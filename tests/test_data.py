@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dlhw.data.cache
+import dlhw.data.idx
+import dlhw.data.locate
 from dlhw import data
 from dlhw.data import DatasetSpec, FileSpec, find_data_dir, format_info, info, load, read_idx
 from dlhw.errors import DataError
-from dlhw.fetch import fetch
-from dlhw.preprocess import Preprocessor, split
+from dlhw.data.fetch import fetch
+from dlhw.data.preprocess import Preprocessor, split
 
 MNIST_NAMES = {k: fs.filename for k, fs in data.REGISTRY["mnist"].files.items()}
 TINY_NAMES = {"train_images": "tiny-train-images", "train_labels": "tiny-train-labels",
@@ -31,7 +34,7 @@ MIRRORS = ("http://mirror-a.invalid/tiny/", "http://mirror-b.invalid/tiny/")
 
 def idx_bytes(arr: np.ndarray) -> bytes:
     """IDX encoding of a uint8 array of 1 (labels) or 3 (images) dims."""
-    magic = data.IMAGES_MAGIC if arr.ndim == 3 else data.LABELS_MAGIC
+    magic = dlhw.data.idx.IMAGES_MAGIC if arr.ndim == 3 else dlhw.data.idx.LABELS_MAGIC
     head = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
     return head + np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
 
@@ -81,7 +84,7 @@ def nowhere(monkeypatch, tmp_path):
     """No data anywhere: empty cwd, no $DLHW_DATA, system root an empty folder."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DLHW_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOT", tmp_path / "system")
+    monkeypatch.setattr(dlhw.data.locate, "SYSTEM_DATA_ROOT", tmp_path / "system")
     return tmp_path
 
 
@@ -255,7 +258,7 @@ def test_cache_second_load_uses_cache(tiny, tmp_path, monkeypatch):
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded the IDX file again instead of using the cache")
-    monkeypatch.setattr(data, "parse_idx", no_decoding)
+    monkeypatch.setattr(dlhw.data.cache, "parse_idx", no_decoding)
     second = load("tiny", folder, cache_dir=cache)
     assert_same(second, arrays)
     assert second.sha256 == first.sha256

@@ -12,11 +12,12 @@ from click.testing import CliRunner
 
 from dlhw.cli import cli
 from dlhw.config import TrainConfig, from_dict
-from dlhw.grid import assemble, make_jobs, rank, select, settings
+from dlhw.grid.jobs import make_jobs, settings
+from dlhw.grid.select import assemble, rank, select
 from dlhw.models import SoftmaxRegression
-from dlhw.results import load_npz, read_csv
-from dlhw.stack import train_stack
-from dlhw.train import fit
+from dlhw.store.files import load_npz, read_csv
+from dlhw.training.stack import train_stack
+from dlhw.training.loop import fit
 
 
 def blobs(n=400, d=12, k=4, seed=0, dtype=np.float64):
@@ -324,7 +325,7 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(write_config, tm
     finally:
         sleeper.kill()
         sleeper.wait()
-    from dlhw.lock import RunLock
+    from dlhw.store.lock import RunLock
 
     with RunLock(out):  # the holder is dead now: its lock is stale
         assert (out / ".lock").read_text().strip() == str(os.getpid())
@@ -355,7 +356,7 @@ def test_several_seeds_are_averaged_and_their_spread_reported():
 
 
 def test_progress_bar_shows_the_best_validation_ce_so_far():
-    from dlhw.gridrun import _Progress
+    from dlhw.grid.run import _Progress
 
     class Bar:
         n, postfix = 0, ""

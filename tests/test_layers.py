@@ -3,8 +3,8 @@ layer's forward maths against a naive formula."""
 import numpy as np
 import pytest
 
-from dlhw import layers as L
-from dlhw.gradcheck import numerical_gradient, rel_error
+from dlhw.models import layers as L
+from dlhw.models.gradcheck import numerical_gradient, rel_error
 
 TOL = 1e-6  # float64, h = 1e-6: a wrong gradient is off by ~1e-1; rounding leaves < 1e-6
 

@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from dlhw import data
+from dlhw.data.idx import IMAGES_MAGIC, LABELS_MAGIC
 from dlhw.cli import cli
 from dlhw.config import TrainConfig, load_config
-from dlhw.gradcheck import check_model_gradients
-from dlhw.layers import BN_EPS, softmax_cross_entropy
-from dlhw.mlp import MLP, init_std
+from dlhw.models.gradcheck import check_model_gradients
+from dlhw.models.layers import BN_EPS, softmax_cross_entropy
+from dlhw.models.mlp import MLP, init_std
 from dlhw.models import build_model
-from dlhw.train import fit
+from dlhw.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["mlp_fashion.yaml", "mlp_mnist.yaml", "mlp_grid_small.yaml"]
@@ -352,7 +353,7 @@ def test_mlp_run_folder_curves_and_eval(mlp_and_softmax_runs, fashion_dir):
 
 
 def idx(arr: np.ndarray) -> bytes:
-    magic = data.IMAGES_MAGIC if arr.ndim == 3 else data.LABELS_MAGIC
+    magic = IMAGES_MAGIC if arr.ndim == 3 else LABELS_MAGIC
     return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape) + arr.tobytes()
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from dlhw.gradcheck import check_model_gradients
-from dlhw.layers import log_softmax, softmax, softmax_cross_entropy
+from dlhw.models.gradcheck import check_model_gradients
+from dlhw.models.layers import log_softmax, softmax, softmax_cross_entropy
 from dlhw.models import SoftmaxRegression
 
 

@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from dlhw import plots, results
+from dlhw.report import plots
+from dlhw.store import files as results
 from dlhw.cli import cli
 from dlhw.errors import RunError
 
@@ -279,13 +280,13 @@ def test_real_train_draws_figures_and_report(tmp_path, fast_config, monkeypatch)
 def test_train_no_plots_and_diverged(tmp_path, write_config, monkeypatch, flag, diverged):
     """--no-plots skips figures and report.md; a diverged run still gets them, then exits 1.
     (Training is faked: only the end of `dlhw train` is under test here.)"""
-    import dlhw.experiment
+    import dlhw.training.run
 
     def fake_train_run(cfg, **kw):
         d = make_train_run(cfg.run_dir, epochs=1, diverged_epoch=1 if diverged else None)
-        return dlhw.experiment.RunResult(d, results.read_json(d / "metrics.json"), None, None, None)
+        return dlhw.training.run.RunResult(d, results.read_json(d / "metrics.json"), None, None, None)
 
-    monkeypatch.setattr(dlhw.experiment, "train_run", fake_train_run)
+    monkeypatch.setattr(dlhw.training.run, "train_run", fake_train_run)
     out = tmp_path / "out"
     args = ["train", "--config", str(write_config("train: {epochs: 1}\n")), "--out", str(out), "-q"]
     r = CliRunner().invoke(cli, args + ([flag] if flag else []))
@@ -297,13 +298,13 @@ def test_train_no_plots_and_diverged(tmp_path, write_config, monkeypatch, flag, 
 
 def test_no_plots_removes_an_earlier_runs_figures_and_report(tmp_path, write_config, monkeypatch):
     """A rerun with --no-plots must not leave figures and a report of results that were replaced."""
-    import dlhw.experiment
+    import dlhw.training.run
 
     def fake_train_run(cfg, **kw):
         d = make_train_run(cfg.run_dir, epochs=1)
-        return dlhw.experiment.RunResult(d, results.read_json(d / "metrics.json"), None, None, None)
+        return dlhw.training.run.RunResult(d, results.read_json(d / "metrics.json"), None, None, None)
 
-    monkeypatch.setattr(dlhw.experiment, "train_run", fake_train_run)
+    monkeypatch.setattr(dlhw.training.run, "train_run", fake_train_run)
     out = tmp_path / "out"
     args = ["train", "--config", str(write_config("train: {epochs: 1}\n")), "--out", str(out), "-q"]
     assert CliRunner().invoke(cli, args).exit_code == 0

@@ -7,10 +7,11 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from dlhw import compare, results
+from dlhw.report import compare
+from dlhw.store import files as results
 from dlhw.cli import cli
 from dlhw.errors import RunError
-from dlhw.report import finish_run, write_report
+from dlhw.report.markdown import finish_run, write_report
 from test_plots import assert_good_png, make_grid_run, make_train_run
 
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from dlhw.cli import cli
 from dlhw.config import TrainConfig
 from dlhw.models import SoftmaxRegression
-from dlhw.results import load_npz
-from dlhw.train import epoch_permutation, fit
+from dlhw.store.files import load_npz
+from dlhw.training.loop import epoch_permutation, fit
 
 
 def blobs(n=300, d=6, k=3, seed=0):

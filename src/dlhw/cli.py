@@ -49,7 +49,7 @@ def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, dat
 @click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
 def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     """Train one setting (the config's `train:` values) and write its run folder."""
-    from dlhw.experiment import summary_lines, train_run
+    from dlhw.training.run import summary_lines, train_run
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
     if cfg.grid is not None:
@@ -83,7 +83,7 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
 @click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
 def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet, no_plots) -> None:
     """Run a hyperparameter grid (resumable), select the best setting, retrain it and test it."""
-    from dlhw.gridrun import GridInterrupted, dry_run as plan, run_grid, summary
+    from dlhw.grid.run import GridInterrupted, dry_run as plan, run_grid, summary
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
     if cfg.grid is None:
@@ -109,7 +109,7 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
 @DATA_DIR
 def eval_(run_dir, split, data_dir) -> None:
     """Reload a run's model and recompute CE and accuracy on one split."""
-    from dlhw.experiment import evaluate_run
+    from dlhw.training.run import evaluate_run
 
     out = evaluate_run(run_dir, split, data_dir)
     for k, v in out.items():
@@ -131,7 +131,7 @@ DATASET = click.argument("name", metavar="NAME", type=click.Choice(["fashion-mni
 @QUIET
 def fetch(name, dest, quiet) -> None:
     """Download NAME from its official mirrors and verify the checksums."""
-    from dlhw.fetch import fetch as fetch_files
+    from dlhw.data.fetch import fetch as fetch_files
 
     path = fetch_files(name, dest, progress=not quiet)
     click.echo(f"{name}: files verified in {path}")
@@ -157,7 +157,7 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]
 def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
     """Figures + report.md at the end of a run; with --no-plots, those of an earlier run in the
     folder are removed (they would describe results that are no longer there)."""
-    from dlhw.report import finish_run, remove_derived
+    from dlhw.report.markdown import finish_run, remove_derived
 
     if no_plots:
         remove_derived(run_dir)
@@ -173,7 +173,7 @@ def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
 @click.option("--out", "out_dir", default=None, metavar="DIR", help="Where to write the figures (default: DIR/figures).")
 def plot(run_dir, fmt, out_dir) -> None:
     """Draw a run's figures from its result files (no data set, no training)."""
-    from dlhw.plots import draw_all
+    from dlhw.report.plots import draw_all
 
     paths = draw_all(run_dir, out_dir, fmt)
     for p in paths:
@@ -189,7 +189,7 @@ def plot(run_dir, fmt, out_dir) -> None:
               help="Also (re)draw the figures the report embeds.")
 def report(run_dir, fmt, draw) -> None:
     """(Re)write DIR/report.md: config, chosen setting, metrics, best settings, per-class accuracy, figures."""
-    from dlhw.report import finish_run, write_report
+    from dlhw.report.markdown import finish_run, write_report
 
     path = finish_run(run_dir, fmt)[-1] if draw else write_report(run_dir, fmt=fmt)
     click.echo(f"wrote {path}")
@@ -202,7 +202,7 @@ def report(run_dir, fmt, draw) -> None:
               help="Overlay the runs' validation curves in one figure (.png, .svg or .pdf).")
 def compare(run_dirs, csv_path, plot_path) -> None:
     """Runs side by side: the config keys that differ, then validation/test metrics and time."""
-    from dlhw import compare as cmp
+    from dlhw.report import compare as cmp
 
     columns, rows = cmp.compare_runs(list(run_dirs))
     click.echo(cmp.format_table(columns, rows))
@@ -224,7 +224,7 @@ def check(names, json_path, verbose) -> None:
     which it must reject. Exit code 0 when every claim holds and every slip is caught, else 1.
     """
     from dlhw.checks import format_report, run_checks, to_json
-    from dlhw.results import write_json
+    from dlhw.store.files import write_json
 
     res = run_checks(names)
     click.echo(format_report(res, details=verbose or bool(names)))

@@ -22,8 +22,8 @@ from dlhw.checks.regression import (bias_grad_all_positive, check_all_positive, 
                                     check_softmax_jacobian, check_softmax_regression, check_softmax_shift,
                                     check_xor_linear, logistic_model_grad, naive_softmax)
 from dlhw.errors import DlhwError
-from dlhw.layers import softmax
-from dlhw.linear import logistic_l2_update, sigmoid
+from dlhw.models.layers import softmax
+from dlhw.models.linear import logistic_l2_update, sigmoid
 
 # --------------------------------------------------------------------------- the registry
 

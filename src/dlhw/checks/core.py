@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlhw.gradcheck import numerical_gradient
+from dlhw.models.gradcheck import numerical_gradient
 
 FD_TOL = 1e-7  # max relative error of an analytic gradient vs centred differences (h = 1e-6)
 

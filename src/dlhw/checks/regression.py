@@ -7,12 +7,12 @@ from typing import Callable
 import numpy as np
 
 from dlhw.checks.core import FD_TOL, Outcome, fd_grads, fd_jacobian, rel_error, sci
-from dlhw.layers import softmax, softmax_cross_entropy
-from dlhw.linear import LinearRegression, LogisticRegression, logistic_l2_update, newton_step_mse, sigmoid
+from dlhw.models.layers import softmax, softmax_cross_entropy
+from dlhw.models.linear import LinearRegression, LogisticRegression, logistic_l2_update, newton_step_mse, sigmoid
 from dlhw.models import SoftmaxRegression
-from dlhw.optim import sgd
-from dlhw.prepare import XOR_X
-from dlhw.prepare import XOR_Y as XOR_LABELS
+from dlhw.models.optim import sgd
+from dlhw.data.prepare import XOR_X
+from dlhw.data.prepare import XOR_Y as XOR_LABELS
 
 # --------------------------------------------------------------------------- softmax and CE
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dlhw import results
+from dlhw.store import files as results
 from dlhw.errors import RunError
-from dlhw.figkit import FORMATS, figure, plt
-from dlhw.runfiles import RunFiles, column, finite, read_run
+from dlhw.report.figkit import FORMATS, figure, plt
+from dlhw.report.runfiles import RunFiles, column, finite, read_run
 
 METRICS = ("val_ce", "val_accuracy", "test_ce", "test_accuracy", "epochs_run", "seconds")
 HEADINGS = {"val_ce": "val CE", "val_accuracy": "val acc", "test_ce": "test CE", "test_accuracy": "test acc",

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 
-from dlhw.figkit import AXIS_LABEL, COLORS, figure, nice_ticks, plt
-from dlhw.runfiles import AXES, RunFiles, better, finite, fmt_value, metric_label, ranked_settings, usable
+from dlhw.report.figkit import AXIS_LABEL, COLORS, figure, nice_ticks, plt
+from dlhw.report.runfiles import AXES, RunFiles, better, finite, fmt_value, metric_label, ranked_settings, usable
 
 
 def _grid_table(run: RunFiles) -> tuple[dict[str, list], dict]:

@@ -25,11 +25,12 @@ import multiprocessing as mp
 
 import numpy as np
 
-from dlhw import results
+from dlhw.store import files as results
 from dlhw.config import Config
 from dlhw.errors import RunError
-from dlhw.grid import GridJob, assemble, make_jobs, rank, select
-from dlhw.lock import RunLock
+from dlhw.grid.jobs import GridJob, make_jobs
+from dlhw.grid.select import assemble, rank, select
+from dlhw.store.lock import RunLock
 from dlhw.progress import bar
 
 CSV_COLUMNS = ["batch_size", "learning_rate", "epochs", "alpha", "train_ce", "val_ce", "val_accuracy",
@@ -212,9 +213,9 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
 
 def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_extra: dict):
     """Retrain the chosen setting (on train+val by default) and evaluate it on test."""
-    from dlhw.experiment import train_run
-    from dlhw.prepare import prepare
-    from dlhw.train import batches_per_epoch
+    from dlhw.training.run import train_run
+    from dlhw.data.prepare import prepare
+    from dlhw.training.loop import batches_per_epoch
 
     g = cfg.grid
     chosen = cfg.replace(train={"batch_size": best["batch_size"], "learning_rate": best["learning_rate"],

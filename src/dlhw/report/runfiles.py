@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from dlhw import results
+from dlhw.store import files as results
 from dlhw.errors import RunError
 
 SPLITS = ("train", "val", "test")

@@ -18,8 +18,9 @@ from typing import Any, BinaryIO, Callable
 
 from tqdm import tqdm
 
-from dlhw.data import (DatasetSpec, FileSpec, check_payload, dataset_spec, idx_payload,
-                       locate_file, parse_idx)
+from dlhw.data.idx import check_payload, idx_payload, parse_idx
+from dlhw.data.locate import locate_file
+from dlhw.data.registry import DatasetSpec, FileSpec, dataset_spec
 from dlhw.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per connection attempt and per blocking read

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dlhw import plots, results
-from dlhw.figkit import FORMATS
-from dlhw.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
+from dlhw.report import plots
+from dlhw.store import files as results
+from dlhw.report.figkit import FORMATS
+from dlhw.report.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
 
 CAPTIONS = {  # figure -> (heading, what to read in it)
     "loss_curves": ("Loss vs epochs", "Training, validation and test loss of the final run (no L2 term)."),

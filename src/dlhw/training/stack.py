@@ -31,8 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-from dlhw.models import EVAL_CHUNK
-from dlhw.train import batches_per_epoch, epoch_permutation
+from dlhw.models.base import EVAL_CHUNK
+from dlhw.training.loop import batches_per_epoch, epoch_permutation
 
 RESCALE_LO, RESCALE_HI = 1e-3, 1e3  # fold c back into V outside this band (keeps V well scaled)
 

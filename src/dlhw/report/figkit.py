@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator  # noqa: E402
 
-from dlhw import results  # noqa: E402
-from dlhw.runfiles import RunFiles, finite, fmt_value  # noqa: E402
+from dlhw.store import files as results  # noqa: E402
+from dlhw.report.runfiles import RunFiles, finite, fmt_value  # noqa: E402
 
 FORMATS = ("png", "svg", "pdf")
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c", "batch": "#7f7f7f"}

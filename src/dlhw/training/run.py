@@ -14,14 +14,15 @@ import numpy as np
 
 from threadpoolctl import threadpool_limits
 
-from dlhw import results
+from dlhw.store import files as results
+from dlhw.store import provenance
 from dlhw.config import Config, dump_config, load_config
-from dlhw.preprocess import Preprocessor
+from dlhw.data.preprocess import Preprocessor
 from dlhw.errors import RunError
 from dlhw.models import Model, build_model
-from dlhw.prepare import Prepared, prepare
+from dlhw.data.prepare import Prepared, prepare
 from dlhw.progress import bar
-from dlhw.train import History, batches_per_epoch, fit
+from dlhw.training.loop import History, batches_per_epoch, fit
 
 
 TRAIN_THREADS = 1  # BLAS threads for a training run
@@ -46,7 +47,7 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     epochs/max_steps override the config's epoch count (max_steps may end mid-epoch);
     extra/manifest_extra are merged into metrics.json/manifest.json.
     """
-    started = results.now()
+    started = provenance.now()
     t0 = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else cfg.run_dir
     prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
@@ -66,7 +67,7 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     if extra:
         metrics.update(extra)
     write_run(run_dir, cfg, model, prep, hist, metrics,
-              results.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
+              provenance.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
                                extra=manifest_extra))
     return RunResult(run_dir, metrics, hist, model, prep)
 

@@ -25,9 +25,9 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from dlhw.errors import RunError
-from dlhw.figkit import COLORS, FORMATS, epoch_rows, figure, log_if_wide, plain_log, subtitle
-from dlhw.plots_grid import grid_epochs, grid_heatmaps, grid_marginals
-from dlhw.runfiles import LOSS_NAMES, SPLITS, RunFiles, column, finite, loss_metrics, read_run
+from dlhw.report.figkit import COLORS, FORMATS, epoch_rows, figure, log_if_wide, plain_log, subtitle
+from dlhw.report.plots_grid import grid_epochs, grid_heatmaps, grid_marginals
+from dlhw.report.runfiles import LOSS_NAMES, SPLITS, RunFiles, column, finite, loss_metrics, read_run
 
 
 # --------------------------------------------------------------------------- training curves

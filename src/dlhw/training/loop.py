@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from dlhw.models import Model
-from dlhw.optim import OPTIMIZERS
+from dlhw.models.optim import OPTIMIZERS
 
 Split = tuple[np.ndarray, np.ndarray]  # (X (N, D), y (N,))
 

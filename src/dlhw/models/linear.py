@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlhw.models import Model
+from dlhw.models.base import Model
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

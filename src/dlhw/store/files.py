@@ -1,4 +1,4 @@
-"""Run folders: atomic writes of config, metrics, history, model and manifest.
+"""Run-folder files: atomic writes of text, JSON, CSV and NPZ, and reading them back.
 
 A run folder is a function of (config, data, code version). Every file is
 written to a temporary name in the same folder and renamed into place, so a
@@ -11,17 +11,12 @@ import io
 import json
 import math
 import os
-import platform
-import subprocess
-import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-import dlhw
 from dlhw.errors import RunError
 
 
@@ -146,55 +141,3 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise RunError(f"{path}: cannot read the model file ({e}).") from None
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def code_version() -> dict:
-    """dlhw version, and the git commit + dirty flag when run from a checkout."""
-    commit = _git("rev-parse", "HEAD")
-    info: dict = {"dlhw": dlhw.__version__, "git_commit": commit}
-    if commit:
-        info["git_dirty"] = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    return info
-
-
-def blas_info() -> list[dict]:
-    try:
-        from threadpoolctl import threadpool_info
-        return [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-                for d in threadpool_info() if d.get("user_api") == "blas"]
-    except Exception:  # informational only
-        return []
-
-
-def manifest(*, seed: int, data_sha256: dict, started: datetime, argv: list[str] | None = None,
-             extra: dict | None = None) -> dict:
-    """Provenance for a run folder: versions, BLAS, git, data checksums, times."""
-    return {
-        **code_version(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "blas": blas_info(),
-        "data_sha256": data_sha256,
-        "seed": seed,
-        "command": argv if argv is not None else sys.argv,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": now().isoformat(timespec="seconds"),
-        **(extra or {}),
-    }
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -22,8 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from dlhw import layers as L
-from dlhw.models import Model
+from dlhw.models import layers as L
+from dlhw.models.base import Model
 
 # activation -> (forward(x) -> out, cache; backward(dout, cache) -> dx)
 ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {

@@ -1,5 +1,4 @@
-"""Models: one interface for every kind (softmax regression here; MLP and the
-linear/logistic models in their own modules, found through `MODEL_KINDS`).
+"""The model contract every kind implements (softmax, mlp, linear, logistic).
 
 The contract (CS231n style):
 - `params`: dict name -> array, updated in place by the optimiser;
@@ -15,12 +14,11 @@ The contract (CS231n style):
 """
 from __future__ import annotations
 
-import importlib
 from typing import ClassVar
 
 import numpy as np
 
-from dlhw.layers import cross_entropy, softmax_cross_entropy
+from dlhw.models.layers import cross_entropy
 
 EVAL_CHUNK = 8192  # rows per evaluation product: bounds memory, fixed so results are reproducible
 
@@ -73,54 +71,3 @@ class Model:
     def first_layer(self) -> np.ndarray:
         """(D, M) weights applied to the input: what `weights.png` draws."""
         return self.params["W"]
-
-
-class SoftmaxRegression(Model):
-    """Multinomial logistic regression: p(y|x) = softmax(x W + b).
-
-    Objective: L(W, b) = 1/N sum_i CE(softmax(x_i W + b), y_i) + alpha/2 * ||W||^2
-    (b not penalised), so dL/dW = X^T (P - Y) / N + alpha W and dL/db = mean(P - Y).
-    Weights start at zero.
-    """
-
-    kind = "softmax"
-
-    def __init__(self, n_features: int, n_classes: int, alpha: float = 0.0, dtype=np.float32):
-        self.alpha = float(alpha)
-        self.params = {"W": np.zeros((n_features, n_classes), dtype=dtype),
-                       "b": np.zeros(n_classes, dtype=dtype)}
-
-    @classmethod
-    def from_config(cls, cfg, n_features: int, n_classes: int, rng: np.random.Generator | None = None):
-        return cls(n_features, n_classes, cfg.train.alpha, np.dtype(cfg.train.dtype))
-
-    def loss(self, X, y=None, rng=None):
-        W, b = self.params["W"], self.params["b"]
-        z = X @ W + b
-        if y is None:
-            return z
-        data_loss, dz = softmax_cross_entropy(z, y)
-        dW = X.T @ dz
-        dW += self.alpha * W  # L2 gradient; added in place to avoid a temporary
-        grads = {"W": dW, "b": dz.sum(axis=0)}
-        return data_loss, grads
-
-
-# kind -> "module:Class"; every class has from_config(cfg, n_features, n_classes, rng)
-MODEL_KINDS: dict[str, str] = {
-    "softmax": "dlhw.models:SoftmaxRegression",
-    "mlp": "dlhw.mlp:MLP",
-    "linear": "dlhw.linear:LinearRegression",
-    "logistic": "dlhw.linear:LogisticRegression",
-}
-
-
-def model_class(kind: str) -> type[Model]:
-    module, _, name = MODEL_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def build_model(cfg, n_features: int, n_classes: int) -> Model:
-    """A fresh model for `cfg`; initialisation seeded by (train.seed, 'init')."""
-    rng = np.random.default_rng([cfg.train.seed, 1])  # stream 1 = initialisation (stream 0 = shuffling)
-    return model_class(cfg.model.kind).from_config(cfg, n_features, n_classes, rng)

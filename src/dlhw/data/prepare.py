@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dlhw import data as ds
+from dlhw.data.load import load
 from dlhw.errors import ConfigError
-from dlhw.preprocess import Preprocessor, split
+from dlhw.data.preprocess import Preprocessor, split
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -88,7 +88,7 @@ def prepare(cfg, data_dir=None, *, retrain_on: str = "train", verify: bool = Tru
         X = XOR_X.astype(dtype)
         return Prepared(train=(X, XOR_Y.copy()), val=None, test=None, classes=("0", "1"), pre=None,
                         source="built-in")
-    d = ds.load(cfg.data.name, data_dir or cfg.data.dir, verify=verify)
+    d = load(cfg.data.name, data_dir or cfg.data.dir, verify=verify)
     classes = tuple(d.classes)
     Xtr, ytr, Xte, yte = d.X_train, d.y_train.astype(np.int64), d.X_test, d.y_test.astype(np.int64)
     if cfg.data.classes is not None:

@@ -1,0 +1,70 @@
+"""From job outputs to grid rows: per-setting metrics (means over seeds), selection, ranking."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dlhw.config import Config
+from dlhw.grid.jobs import GridJob, settings
+
+
+
+def assemble(cfg: Config, jobs: list[GridJob], outputs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(grid rows, per-epoch curve rows) from the job outputs; means over seeds."""
+    g = cfg.grid
+    E = max(g.epochs)
+    seeds = list(g.seeds)
+    # (bs, lr, alpha) -> per-seed arrays
+    per: dict[tuple, dict[int, dict]] = {}
+    for job, out in zip(jobs, outputs):
+        for s, (lr, a) in enumerate(zip(job.learning_rates, job.alphas)):
+            per.setdefault((job.batch_size, lr, a), {})[job.seed] = {
+                "val_ce": out["val_ce"][:, s], "val_accuracy": out["val_accuracy"][:, s],
+                "train_ce": out["train_ce"][:, s], "diverged_epoch": int(out["diverged_epoch"][s])}
+    epochs_sorted = sorted(g.epochs)
+    rows = []
+    for st in settings(cfg):
+        runs = [per[(st["batch_size"], st["learning_rate"], st["alpha"])][sd] for sd in seeds]
+        e = st["epochs"]
+        div = [r["diverged_epoch"] for r in runs if 0 < r["diverged_epoch"] <= e]
+        row = dict(st)
+        vce = np.array([r["val_ce"][e - 1] for r in runs])
+        vacc = np.array([r["val_accuracy"][e - 1] for r in runs])
+        tce = np.array([r["train_ce"][epochs_sorted.index(e)] for r in runs])
+        row["train_ce"] = None if div else float(tce.mean())
+        row["val_ce"] = None if div else float(vce.mean())
+        row["val_accuracy"] = None if div else float(vacc.mean())
+        if len(seeds) > 1:
+            row["val_ce_std"] = None if div else float(vce.std(ddof=1))
+            row["val_accuracy_std"] = None if div else float(vacc.std(ddof=1))
+            row["n_seeds"] = len(seeds)
+        row["diverged"] = bool(div)
+        row["diverged_epoch"] = min(div) if div else None
+        rows.append(row)
+    curves = []
+    for (bs, lr, a), by_seed in sorted(per.items()):
+        runs = [by_seed[sd] for sd in seeds]
+        for e in (epochs_sorted if cfg.train.average == "epoch" else range(1, E + 1)):
+            vals = [r["val_ce"][e - 1] for r in runs]
+            accs = [r["val_accuracy"][e - 1] for r in runs]
+            ok = all(np.isfinite(vals))
+            curves.append({"batch_size": bs, "learning_rate": lr, "alpha": a, "epoch": e,
+                           "val_ce": float(np.mean(vals)) if ok else None,
+                           "val_accuracy": float(np.mean(accs)) if ok else None})
+    return rows, curves
+
+
+def select(rows: list[dict], by: str = "val_ce") -> dict | None:
+    """The best non-diverged row: lowest val_ce or highest val_accuracy (first on ties)."""
+    ok = [r for r in rows if not r["diverged"] and r.get(by) is not None and math.isfinite(r[by])]
+    if not ok:
+        return None
+    if by == "val_ce":
+        return min(ok, key=lambda r: r["val_ce"])
+    return max(ok, key=lambda r: r["val_accuracy"])
+
+
+def rank(rows: list[dict], by: str = "val_ce", n: int = 10) -> list[dict]:
+    ok = [r for r in rows if not r["diverged"] and r.get(by) is not None]
+    return sorted(ok, key=lambda r: r[by] if by == "val_ce" else -r[by])[:n]
