@@ -28,7 +28,7 @@ import numpy as np
 from dlhw.store import files as results
 from dlhw.config import Config
 from dlhw.errors import RunError
-from dlhw.grid.jobs import GridJob, make_jobs
+from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store.lock import RunLock
 from dlhw.progress import bar
@@ -158,11 +158,7 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     folder.mkdir(parents=True, exist_ok=True)
     log = _Log(run_dir / "grid.log")
     jobs = make_jobs(cfg, data_dir, **({"max_stack": max_stack} if max_stack else {}))
-    outputs: dict[str, dict] = {}
-    for j in jobs:
-        saved = j.load(folder)
-        if saved is not None:
-            outputs[j.key] = saved
+    outputs = _load_saved(jobs, folder, log)
     missing = [j for j in jobs if j.key not in outputs]
     log(f"grid {cfg.name}: {cfg.grid.size} settings, {len(jobs)} jobs, {len(outputs)} loaded from {folder}, "
         f"{len(missing)} to run with {workers} worker(s)")
@@ -174,9 +170,9 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
                          default=math.inf)
         _run_missing(missing, folder, workers, _Progress(pbar, saved_best), log, run_dir, len(jobs))
     for j in missing:
-        out = j.load(folder)
+        out, why = j.load(folder)
         if out is None:
-            raise RuntimeError(f"job {j.key} finished but its result file is missing")
+            raise RuntimeError(f"job {j.key} finished but its result file is {why or 'missing'}")
         outputs[j.key] = out
     grid_seconds = time.perf_counter() - t0
 
@@ -211,11 +207,32 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     return GridResult(run_dir, rows, best_info, final.metrics, seconds, len(missing), len(jobs) - len(missing))
 
 
+def _load_saved(jobs: list[GridJob], folder: Path, log) -> dict[str, dict]:
+    """The saved results of `jobs` that can be trusted; grid.log says why any other was not reused."""
+    outputs: dict[str, dict] = {}
+    for j in jobs:
+        saved, why = j.load(folder)
+        if saved is not None:
+            outputs[j.key] = saved
+        elif why:
+            log(f"job {j.key}: {why}")
+    missing = [j for j in jobs if j.key not in outputs]
+    if missing:
+        others = saved_identities(folder)
+        for j in missing:
+            for name, ident in others.items():
+                why = stale_reason(ident, j)
+                if why:
+                    log(f"job {j.key}: not reusing {name}: {why}")
+                    break
+    return outputs
+
+
 def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_extra: dict):
     """Retrain the chosen setting (on train+val by default) and evaluate it on test."""
     from dlhw.training.run import train_run
     from dlhw.data.prepare import prepare
-    from dlhw.training.loop import batches_per_epoch
+    from dlhw.training.rules import batches_per_epoch
 
     g = cfg.grid
     chosen = cfg.replace(train={"batch_size": best["batch_size"], "learning_rate": best["learning_rate"],
@@ -342,7 +359,7 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
         "ten best settings:",
         f"{'batch':>6} {'lr':>9} {'epochs':>6} {'alpha':>9} {'train CE':>9} {'val CE':>8} {'val acc':>8}",
     ]
-    for r in rank(res.rows, g.select_by):
+    for r in rank(res.rows, g.select_by, 10):
         lines.append(f"{r['batch_size']:>6} {r['learning_rate']:>9.4g} {r['epochs']:>6} {r['alpha']:>9.3g} "
                      f"{r['train_ce']:>9.4f} {r['val_ce']:>8.4f} {r['val_accuracy']:>8.2%}")
     lines.append(f"results: {res.run_dir}")

@@ -16,13 +16,15 @@ from threadpoolctl import threadpool_limits
 
 from dlhw.store import files as results
 from dlhw.store import provenance
+from dlhw.store.lock import RunLock
 from dlhw.config import Config, dump_config, load_config
 from dlhw.data.preprocess import Preprocessor
 from dlhw.errors import RunError
 from dlhw.models import Model, build_model
 from dlhw.data.prepare import Prepared, prepare
 from dlhw.progress import bar
-from dlhw.training.loop import History, batches_per_epoch, fit
+from dlhw.training.loop import History, fit
+from dlhw.training.rules import batches_per_epoch
 
 
 TRAIN_THREADS = 1  # BLAS threads for a training run
@@ -47,9 +49,16 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     epochs/max_steps override the config's epoch count (max_steps may end mid-epoch);
     extra/manifest_extra are merged into metrics.json/manifest.json.
     """
+    run_dir = Path(out_dir) if out_dir else cfg.run_dir
+    with RunLock(run_dir):  # refuses a folder in use, or a path that cannot be a folder, before any work
+        return _train_locked(cfg, run_dir, data_dir, progress, argv, retrain_on, epochs, prep, extra, max_steps,
+                             manifest_extra)
+
+
+def _train_locked(cfg, run_dir, data_dir, progress, argv, retrain_on, epochs, prep, extra, max_steps,
+                  manifest_extra) -> RunResult:
     started = provenance.now()
     t0 = time.perf_counter()
-    run_dir = Path(out_dir) if out_dir else cfg.run_dir
     prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
     model = build_model(cfg, prep.n_features, len(prep.classes))
     epochs = epochs or cfg.train.epochs
