@@ -1,6 +1,7 @@
 """The `dlhw` command: a thin layer that parses, loads the config and calls the library."""
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -233,6 +234,9 @@ def check(names, json_path, verbose) -> None:
     sys.exit(0 if all(r.ok for r in res) else 1)
 
 
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}  # the disk, not the program
+
+
 def main() -> None:
     """Entry point. User mistakes (DlhwError, usage errors) exit 2 with one line, no traceback."""
     import warnings
@@ -250,6 +254,11 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise  # anything else is a bug: keep its traceback
+        click.echo(f"error: {e.filename or 'a result file'}: cannot write ({e.strerror}).", err=True)
+        sys.exit(1)
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

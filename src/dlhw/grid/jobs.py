@@ -185,7 +185,7 @@ class GridJob:
 def stale_reason(saved: dict, job: GridJob) -> str | None:
     """Why a saved job's identity `saved` that matches `job` in everything but code and environment
     cannot be reused (None if it differs in the settings too: a different job)."""
-    mine = job.identity()
+    mine = json.loads(job.identity_json())  # as stored: lists, not tuples
     if {k: v for k, v in saved.items() if k not in ("code", "env", "dlhw")} != \
             {k: v for k, v in mine.items() if k not in ("code", "env")}:
         return None

@@ -27,7 +27,7 @@ import numpy as np
 
 from dlhw.store import files as results
 from dlhw.config import Config
-from dlhw.errors import RunError
+from dlhw.errors import RunError, WriteError
 from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store.lock import RunLock
@@ -107,8 +107,11 @@ class _Log:
         self.path = path
 
     def __call__(self, msg: str) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(f"{datetime.now().isoformat(timespec='seconds')} {msg}\n")
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(f"{datetime.now().isoformat(timespec='seconds')} {msg}\n")
+        except OSError as e:
+            raise WriteError(f"{self.path}: cannot write ({e.strerror or e}); saved jobs are intact.") from None
 
 
 def estimate_seconds(jobs: list[GridJob], workers: int, retrain: GridJob | None = None) -> float:

@@ -109,19 +109,20 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
 
 def write_run(run_dir: Path, cfg: Config, model: Model, prep: Prepared, hist: History, metrics: dict,
               manifest: dict) -> None:
-    """Every file of a run folder, each written atomically; metrics.json last (it marks completion)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    results.write_csv(run_dir / "history.csv", hist.rows)
-    results.write_csv(run_dir / "iterations.csv",
-                      ({"iteration": i + 1, "batch_loss": v} for i, v in enumerate(hist.batch_loss)),
-                      ["iteration", "batch_loss"])
+    """Every file of a run folder as one step (`files.write_all`): all are on disk before any is renamed
+    into place, metrics.json last (it marks completion). A failed write changes nothing in the folder."""
     arrays = {"kind": np.array(cfg.model.kind), "classes": np.array(prep.classes), **model.state()}
     if prep.pre is not None:
         arrays |= prep.pre.to_arrays()
-    results.save_npz(run_dir / "model.npz", arrays)
-    results.write_json(run_dir / "manifest.json", manifest)
-    results.write_json(run_dir / "metrics.json", metrics)
+    results.write_all([
+        (run_dir / "config.yaml", dump_config(cfg).encode("utf-8")),
+        (run_dir / "history.csv", results.csv_bytes(hist.rows)),
+        (run_dir / "iterations.csv", results.csv_bytes(
+            ({"iteration": i + 1, "batch_loss": v} for i, v in enumerate(hist.batch_loss)), ["iteration", "batch_loss"])),
+        (run_dir / "model.npz", results.npz_bytes(arrays)),
+        (run_dir / "manifest.json", results.json_bytes(manifest)),
+        (run_dir / "metrics.json", results.json_bytes(metrics)),
+    ])
 
 
 # --------------------------------------------------------------------------- reloading
