@@ -101,6 +101,10 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
     for line in summary(res, cfg):
         click.echo(line)
     _finish(res.run_dir, no_plots)
+    if res.metrics.get("diverged"):
+        click.echo(f"error: the retrain of the chosen setting diverged at epoch {res.metrics['diverged_epoch']} "
+                   f"(the loss became inf/NaN); the search is saved in {res.run_dir / 'grid.csv'}.", err=True)
+        sys.exit(1)
 
 
 @cli.command(name="eval")
