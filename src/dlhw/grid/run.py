@@ -139,7 +139,7 @@ def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
 def _retrain_job(cfg: Config) -> GridJob:
     """A stand-in for the final retrain (one setting, the longest epoch count), for estimates."""
     g = cfg.grid
-    return GridJob(cfg.replace(model={"kind": cfg.model.kind}), min(g.batch_size), g.seeds[0],
+    return GridJob(cfg, min(g.batch_size), g.seeds[0],
                    (g.learning_rate[0],), (g.alpha[0],), max(g.epochs), ())
 
 
