@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from dlhw.config import Config
+from dlhw.errors import RunError
 from dlhw.store import files as results
 from dlhw.store.provenance import code_fingerprint, numeric_env
 
@@ -45,6 +46,8 @@ class GridJob:
     epochs: int  # trains this many epochs (the grid's largest epoch count)
     grid_epochs: tuple[int, ...]  # the epoch counts the grid reads: training-split CE is computed after each
     data_dir: str | None = None
+    code: str = field(default_factory=lambda: code_fingerprint())  # the client's code and numeric environment:
+    env: str = field(default_factory=lambda: json.dumps(numeric_env(), sort_keys=True))  # part of the key
 
     @property
     def n_settings(self) -> int:
@@ -69,7 +72,7 @@ class GridJob:
         """Everything that determines this job's result."""
         c = self.cfg
         return {
-            "code": code_fingerprint(), "env": numeric_env(),
+            "code": self.code, "env": json.loads(self.env),
             "data": asdict(c.data) | {"dir": None, "sha256": _data_checksums(c.data.name)},
             "model": asdict(c.model),
             "train": {k: getattr(c.train, k) for k in ("dtype", "optimizer", "momentum", "average")},
@@ -104,7 +107,12 @@ class GridJob:
 
         on_progress(units, best_val_ce) is called as work finishes (one unit = one
         setting-epoch) with the lowest validation CE seen in that work (NaN if none).
+        Refuses to run on other code than the client's: its result would be filed under a key
+        that does not describe it.
         """
+        if code_fingerprint() != self.code:
+            raise RunError(f"dlhw's code on the training path changed since this grid started "
+                           f"({self.code} -> {code_fingerprint()}); rerun the command.")
         prep = _prepared(self.cfg, self.data_dir)
         if self.stacked:
             from dlhw.training.stack import train_stack

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import subprocess
 import sys
@@ -91,7 +92,12 @@ _CODE_FP: str | None = None
 
 
 def numeric_env() -> dict:
-    """What decides the rounding of the same code: numpy's version and the BLAS library
-    (implementation, version, CPU architecture kernel) as threadpoolctl reports it."""
-    return {"numpy": np.__version__,
-            "blas": [{k: b.get(k) for k in ("internal_api", "version", "architecture")} for b in blas_info()]}
+    """What decides the rounding of the same code: numpy's and scipy's versions and every BLAS they
+    load (implementation, version, CPU architecture kernel) as threadpoolctl reports them. scipy's
+    BLAS is loaded first (the stacked engine's gemm), so the answer does not depend on what ran before."""
+    import scipy
+    import scipy.linalg.blas  # noqa: F401 - load its BLAS so that it is listed
+
+    blas = sorted(({k: b.get(k) for k in ("internal_api", "version", "architecture")} for b in blas_info()),
+                  key=lambda b: json.dumps(b, sort_keys=True))
+    return {"numpy": np.__version__, "scipy": scipy.__version__, "blas": blas}

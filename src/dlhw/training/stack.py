@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from dlhw.models.base import EVAL_CHUNK
+from dlhw.training import kernels
 from dlhw.training.rules import IterateMean, cross_entropy, epoch_batches, nonfinite
 
 RESCALE_LO, RESCALE_HI = 1e-3, 1e3  # fold c back into V outside this band (keeps V well scaled)
@@ -100,25 +101,28 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     hard = decay == 0  # lr * alpha == 1: each step forgets W entirely (W <- -lr G)
     any_hard = bool(hard.any())
     S = lr.shape[0]
-    V = np.zeros((d, (K - 1) * S), dtype=dt)  # the last class is minus the sum of the others
-    V3 = V.reshape(d, K - 1, S)
-    c = np.ones(S)  # float64: W[:, :, s] = c[s] * V3[:, :, s]
+    N = (K - 1) * S  # stored columns: the last class is minus the sum of the others
+    V = np.zeros((d, N), dtype=dt)
+    V3 = V.reshape(d, K - 1, S)  # a view: V3[:, k, s] is class k of setting s
+    c = np.ones(S)  # float64: W[:, k, s] = c[s] * V3[:, k, s]
     b = np.zeros((K, S), dtype=dt)
     alive = np.ones(S, dtype=bool)
     div_epoch = np.zeros(S, dtype=np.int64)
-    zbuf = np.empty((batch_size, K * S), dtype=dt)
-    gbuf = np.empty_like(V)
+    gemm = kernels.gemm_for(dt)
+    Zl = np.empty((batch_size, N), dtype=dt)  # x V, then the gradient G, in place
+    P = np.empty((batch_size, K, S), dtype=dt)
+    zy, ssum = np.empty((batch_size, S), dtype=dt), np.empty((batch_size, S), dtype=dt)
+    ce = np.empty(S, dtype=dt)
     if average:
         avg = IterateMean({"V": V, "b": b})  # sums of the epoch's true weights and biases
-        A, Ab = avg.sums["V"], avg.sums["b"]
+        A = avg.sums["V"]
         ones = np.ones(S)
     step_lr = lr.copy()  # lr for live settings, 0 for frozen ones
-    all_rows = np.arange(batch_size)
     Xv, yv = val
     record = set(range(1, epochs + 1) if record_epochs is None else record_epochs) | {epochs}
     res = StackResult(val_ce=np.full((epochs, S), np.nan), val_accuracy=np.full((epochs, S), np.nan),
                       diverged_epoch=div_epoch)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), kernels.limit_like_numpy():
         for epoch in range(1, epochs + 1):
             averaging = average and epoch in record
             if averaging:
@@ -126,45 +130,39 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
             for idx in epoch_batches(n, batch_size, seed, epoch):
                 B = idx.shape[0]
                 xb, yb = X[idx], y[idx]
-                rows = all_rows[:B]
-                Z = logits(xb, V, c, b, zbuf)
-                Z -= Z.max(axis=1, keepdims=True)
-                zy = Z[rows, yb, :]  # (B, S)
-                np.exp(Z, out=Z)
-                ssum = Z.sum(axis=1)  # (B, S)
-                ce = (np.log(ssum) - zy).sum(axis=0)  # (S,) summed mini-batch CE
-                bad = alive & nonfinite(ce)
-                if bad.any():
+                G, Pb = Zl[:B], P[:B]
+                kernels.forward(xb, V, G)
+                kernels.shifted_logits(G, c, b, yb, Pb, zy)
+                np.exp(Pb, out=Pb)
+                if kernels.ce_sums(Pb, zy, alive, ssum, ce):  # a setting diverged (rare)
+                    bad = alive & nonfinite(ce)
                     alive &= ~bad
                     step_lr[bad] = 0  # frozen settings take no step
                     div_epoch[bad] = epoch
                     c[bad] = 1.0
                     V3[:, :, bad] = 0
                     b[:, bad] = 0
-                    Z[:, :, bad], ssum[:, bad] = 0, 1  # this step's non-finite values must not reach V
+                    Pb[:, :, bad], ssum[:B, bad] = 0, 1  # this step's non-finite values must not reach V
                     if average:
                         A.reshape(d, K - 1, S)[:, :, bad] = 0
-                        Ab[:, bad] = 0
+                        avg.sums["b"][:, bad] = 0
                 if any_hard:
                     V3[:, :, hard] = 0  # c[hard] is already 1
                 c *= decay
                 if any_hard:
                     c[hard] = 1.0
-                # (P - Y) * lr / (c B): normalisation and step size in one pass
-                coef = (step_lr / (c * B)).astype(dt)
-                Z *= coef / ssum[:, None, :]
-                Z[rows, yb, :] -= coef
-                b -= c.astype(dt) * Z.sum(axis=0)  # = lr/B * sum(P - Y): the bias is not decayed
-                np.matmul(xb.T, Z.reshape(B, K * S)[:, :(K - 1) * S], out=gbuf)
-                V -= gbuf
+                # (P - Y) * lr / (c B): normalisation and step size in one pass; b gets lr/B * sum(P - Y)
+                kernels.gradient(Pb, ssum, yb, (step_lr / (c * B)).astype(dt), c.astype(dt), b, G)
+                kernels.update(gemm, xb, G, V)  # V <- V - x^T G
                 ac = np.abs(c)
                 if not (ac.min() >= RESCALE_LO and ac.max() <= RESCALE_HI):  # also catches NaN
                     out = ~((ac >= RESCALE_LO) & (ac <= RESCALE_HI))
                     V3[:, :, out] *= c[out].astype(dt)
                     c[out] = 1.0
                 if averaging:
-                    np.multiply(V, np.tile(c.astype(dt), K - 1), out=gbuf)  # true weights, class-major
-                    avg.add({"V": gbuf, "b": b})
+                    kernels.add_true_weights(V, np.tile(c.astype(dt), K - 1), A)  # true weights
+                    avg.sums["b"] += b
+                    avg.count += 1
             if epoch not in record:
                 if on_epoch:
                     on_epoch(epoch, res.val_ce[epoch - 1])
@@ -186,5 +184,5 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
         Wk = (A.reshape(d, K - 1, S) if average else V3 * c.astype(dt))
         Wk = np.concatenate([Wk, -Wk.sum(axis=1, keepdims=True)], axis=1)
         res.W = Wk.transpose(2, 0, 1).copy()  # (S, D, K)
-        res.b = (Ab if average else b).T.copy()
+        res.b = (avg.sums["b"] if average else b).T.copy()
     return res
