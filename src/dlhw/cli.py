@@ -8,7 +8,7 @@ import click
 
 import dlhw
 from dlhw.config import Config, load_config
-from dlhw.errors import ConfigError
+from dlhw.errors import ConfigError, RunError
 
 CONFIG = click.option("--config", "config_path", required=True, metavar="FILE",
                       help="YAML experiment config, e.g. configs/softmax_train.yaml.")
@@ -52,6 +52,9 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     from dlhw.training.run import summary_lines, train_run
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
+    if (cfg.run_dir / "grid.csv").is_file() or (cfg.run_dir / "jobs").is_dir():
+        raise RunError(f"{cfg.run_dir}: holds a grid run (grid.csv, jobs/); one training run there would sit beside "
+                       f"grid results it does not match. Give another folder, e.g. --out {cfg.run_dir}_train.")
     if cfg.grid is not None:
         click.echo(f"note: {config_path} has a 'grid' section; `dlhw train` trains the 'train' values only "
                    f"(the grid was not run; use `dlhw grid`).", err=True)
@@ -178,6 +181,10 @@ def plot(run_dir, fmt, out_dir) -> None:
     paths = draw_all(run_dir, out_dir, fmt)
     for p in paths:
         click.echo(f"wrote {p}")
+    if out_dir is None and paths and (Path(run_dir) / "report.md").is_file():  # it links the figures
+        from dlhw.report.markdown import write_report
+
+        click.echo(f"wrote {write_report(run_dir, fmt=fmt)}")
     if not paths:
         click.echo(f"note: {run_dir} holds nothing to plot yet (no history.csv, grid.csv or model.npz).", err=True)
 

@@ -30,6 +30,7 @@ from dlhw.config import Config
 from dlhw.errors import RunError
 from dlhw.grid.jobs import GridJob, make_jobs
 from dlhw.grid.select import assemble, rank, select
+from dlhw.store import derived
 from dlhw.store.lock import RunLock
 from dlhw.progress import bar
 
@@ -152,6 +153,7 @@ def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bo
 
 def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stack) -> GridResult:
     t0 = time.perf_counter()
+    derived.clear(run_dir)  # an earlier run's evaluations, figures and report would contradict this one
     folder = run_dir / "jobs"
     if fresh and folder.exists():
         shutil.rmtree(folder)

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dlhw.report import plots
-from dlhw.store import files as results
-from dlhw.report.figkit import FORMATS
+from dlhw.store import derived, files as results
 from dlhw.report.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
 
 CAPTIONS = {  # figure -> (heading, what to read in it)
@@ -36,28 +35,32 @@ CAPTIONS = {  # figure -> (heading, what to read in it)
 
 
 def finish_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
-    """Draw every figure that applies into `run_dir/figures/` and write `run_dir/report.md`."""
+    """Draw every figure that applies into `run_dir/figures/` and write `run_dir/report.md`.
+
+    Figures of other formats and the old report.md go first; manifest.json says `figures:
+    incomplete` until everything is written (an interrupted folder is recognisable)."""
     run = read_run(run_dir)
-    figs = plots.draw_all(run.dir, fmt=fmt, run=run)
-    return [*figs, write_report(run.dir, run=run, fmt=fmt)]
+    for p in derived.derived_files(run.dir):
+        if p.name == "report.md" or p.parent.name == "figures":
+            p.unlink()
+    derived.record(run.dir, figures="incomplete")
+    figs = plots.draw_all(run.dir, fmt=fmt, run=run, track=False)
+    report = write_report(run.dir, run=run, fmt=fmt)
+    derived.record(run.dir, figures="complete")
+    return [*figs, report]
 
 
 def remove_derived(run_dir: str | Path) -> None:
-    """Remove report.md and the figures dlhw drew into `run_dir` (other files are left alone)."""
-    d = Path(run_dir)
-    (d / "report.md").unlink(missing_ok=True)
-    figs = d / "figures"
-    for name in plots.FIGURES:
-        for fmt in FORMATS:
-            (figs / f"{name}.{fmt}").unlink(missing_ok=True)
-    if figs.is_dir() and not any(figs.iterdir()):
-        figs.rmdir()
+    """Remove the derived files of `run_dir` (evaluations, figures/, report.md); results stay."""
+    derived.clear(run_dir)
 
 
 def write_report(run_dir: str | Path, *, run: RunFiles | None = None, fmt: str = "png") -> Path:
     """(Re)write `run_dir/report.md` from the result files and the figures present."""
     run = run or read_run(run_dir)
-    return results.atomic_write_text(run.dir / "report.md", render(run, fmt))
+    path = results.atomic_write_text(run.dir / "report.md", render(run, fmt))
+    derived.record(run.dir)
+    return path
 
 
 def render(run: RunFiles, fmt: str = "png") -> str:

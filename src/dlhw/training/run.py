@@ -14,7 +14,7 @@ import numpy as np
 
 from threadpoolctl import threadpool_limits
 
-from dlhw.store import files as results
+from dlhw.store import derived, files as results
 from dlhw.store import provenance
 from dlhw.config import Config, dump_config, load_config
 from dlhw.data.preprocess import Preprocessor
@@ -50,6 +50,7 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     started = provenance.now()
     t0 = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else cfg.run_dir
+    derived.clear(run_dir)  # evaluations, figures and report of an earlier run here would contradict this one
     prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
     model = build_model(cfg, prep.n_features, len(prep.classes))
     epochs = epochs or cfg.train.epochs
@@ -102,6 +103,7 @@ def write_run(run_dir: Path, cfg: Config, model: Model, prep: Prepared, hist: Hi
               manifest: dict) -> None:
     """Every file of a run folder, each written atomically; metrics.json last (it marks completion)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # an earlier run's: interrupted here, no false completion
     results.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     results.write_csv(run_dir / "history.csv", hist.rows)
     results.write_csv(run_dir / "iterations.csv",
@@ -111,7 +113,7 @@ def write_run(run_dir: Path, cfg: Config, model: Model, prep: Prepared, hist: Hi
     if prep.pre is not None:
         arrays |= prep.pre.to_arrays()
     results.save_npz(run_dir / "model.npz", arrays)
-    results.write_json(run_dir / "manifest.json", manifest)
+    results.write_json(run_dir / "manifest.json", {**manifest, "derived": {"files": [], "figures": None}})
     results.write_json(run_dir / "metrics.json", metrics)
 
 
@@ -163,6 +165,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_dir=None) -> dic
     with threadpool_limits(TRAIN_THREADS, user_api="blas"):  # as in training: the same rounding
         out = {f"{split}_{k}": v for k, v in model.evaluate(*data).items()}
     results.write_json(run_dir / f"eval-{split}.json", out)
+    derived.record(run_dir)
     return out
 
 
