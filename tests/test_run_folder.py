@@ -63,3 +63,61 @@ def test_train_into_a_grid_folder_is_refused(write_config, tmp_path):
                                 f"sit beside grid results it does not match. Give another folder, e.g. --out {g}_train.")
     assert (g / "metrics.json").read_bytes() == before
     assert json.loads(before)
+
+
+def _ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_drawing_figures_says_what_is_saved_and_report_says_so(fast_config, tmp_path, monkeypatch):
+    from dlhw.report import plots
+
+    out = tmp_path / "run"
+    monkeypatch.setitem(plots.FIGURES, "confusion_matrix", _ctrl_c)
+    r = run("train", "--config", fast_config(epochs=1), "--out", out, "-q")
+    assert r.exit_code == 130
+    assert r.output.splitlines()[-1] == (
+        f"interrupted while drawing the figures: the results in {out} are complete, its figures and report.md "
+        f"are not; `dlhw report --run {out} --plots` finishes them.")
+    assert (out / "metrics.json").is_file() and not (out / "report.md").exists()
+    assert derived(out)["figures"] == "incomplete"
+
+    r = run("report", "--run", out)  # without --plots: the report and the terminal say figures are missing
+    assert r.exit_code == 0
+    assert f"note: {out}: drawing its figures was interrupted" in r.output
+    assert "**Incomplete**: drawing the figures was interrupted" in (out / "report.md").read_text()
+
+    monkeypatch.undo()
+    assert run("report", "--run", out, "--plots").exit_code == 0
+    assert derived(out)["figures"] == "complete"
+    assert "Incomplete" not in (out / "report.md").read_text()
+
+
+def test_ctrl_c_while_training_leaves_no_half_written_run(fast_config, tmp_path, monkeypatch):
+    import dlhw.training.run as training_run
+
+    out = tmp_path / "run"
+    assert run("train", "--config", fast_config(epochs=1), "--out", out, "-q").exit_code == 0
+    monkeypatch.setattr(training_run, "fit", _ctrl_c)
+    r = run("train", "--config", fast_config(epochs=1), "--out", out, "-q")
+    assert r.exit_code == 130
+    assert r.output.splitlines()[-1] == (f"interrupted while training: nothing of this run is saved in {out}; "
+                                         f"rerun the same command.")
+    assert not (out / "report.md").exists() and not (out / "figures").exists()
+
+
+def test_ctrl_c_in_a_grids_retrain_says_the_jobs_are_saved(write_config, tmp_path, monkeypatch):
+    import dlhw.grid.run as grid_run
+    from dlhw.training.run import Interrupted
+
+    def retrain_interrupted(cfg, **kwargs):
+        raise Interrupted("training", cfg.run_dir)
+
+    monkeypatch.setattr(grid_run, "run_grid", retrain_interrupted)
+    out = tmp_path / "g"
+    cfg = write_config("grid: {learning_rate: [0.1, 0.2]}\n")
+    r = run("grid", "--config", cfg, "--out", out, "-q")
+    assert r.exit_code == 130
+    assert r.output.strip() == (f"interrupted while retraining the chosen setting (training): every job of the grid "
+                                f"is saved in {out / 'jobs'}; rerun the same command to finish (only the retrain "
+                                f"runs again).")

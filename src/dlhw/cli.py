@@ -27,6 +27,12 @@ def cli() -> None:
     """Reproduce deep-learning homework results exactly, quickly and verifiably."""
 
 
+def _interrupted(message: str) -> None:
+    """Ctrl-C: one line saying what is saved and how to finish, exit code 130."""
+    click.echo(message, err=True)
+    sys.exit(130)
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")
 
@@ -49,7 +55,7 @@ def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, dat
 @click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
 def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     """Train one setting (the config's `train:` values) and write its run folder."""
-    from dlhw.training.run import summary_lines, train_run
+    from dlhw.training.run import Interrupted, summary_lines, train_run
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
     if (cfg.run_dir / "grid.csv").is_file() or (cfg.run_dir / "jobs").is_dir():
@@ -58,7 +64,10 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     if cfg.grid is not None:
         click.echo(f"note: {config_path} has a 'grid' section; `dlhw train` trains the 'train' values only "
                    f"(the grid was not run; use `dlhw grid`).", err=True)
-    res = train_run(cfg, progress=not quiet, argv=sys.argv)
+    try:
+        res = train_run(cfg, progress=not quiet, argv=sys.argv)
+    except Interrupted as e:
+        _interrupted(str(e))
     m = res.metrics
     avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {_count(m['epochs_run'], 'epoch')}{avg}, "
@@ -87,6 +96,7 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
 def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet, no_plots) -> None:
     """Run a hyperparameter grid (resumable), select the best setting, retrain it and test it."""
     from dlhw.grid.run import GridInterrupted, dry_run as plan, run_grid, summary
+    from dlhw.training.run import Interrupted
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
     if cfg.grid is None:
@@ -98,8 +108,13 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
     try:
         res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=not quiet, argv=sys.argv)
     except GridInterrupted as e:
-        click.echo(str(e), err=True)
-        sys.exit(130)
+        _interrupted(str(e))
+    except Interrupted as e:  # in the retrain
+        _interrupted(f"interrupted while retraining the chosen setting ({e.phase}): every job of the grid is saved "
+                     f"in {cfg.run_dir / 'jobs'}; rerun the same command to finish (only the retrain runs again).")
+    except KeyboardInterrupt:  # loading the data, assembling or selecting
+        _interrupted(f"interrupted: the jobs finished so far are saved in {cfg.run_dir / 'jobs'}; "
+                     f"rerun the same command to resume.")
     for line in summary(res, cfg):
         click.echo(line)
     _finish(res.run_dir, no_plots)
@@ -114,7 +129,10 @@ def eval_(run_dir, split, data_dir) -> None:
     """Reload a run's model and recompute CE and accuracy on one split."""
     from dlhw.training.run import evaluate_run
 
-    out = evaluate_run(run_dir, split, data_dir)
+    try:
+        out = evaluate_run(run_dir, split, data_dir)
+    except KeyboardInterrupt:
+        _interrupted(f"interrupted: no eval-{split}.json was written; rerun the same command.")
     for k, v in out.items():
         click.echo(f"{k}: {v:.6f}" if isinstance(v, float) else f"{k}: {v}")
     click.echo(f"wrote {Path(run_dir) / f'eval-{split}.json'}")
@@ -136,7 +154,11 @@ def fetch(name, dest, quiet) -> None:
     """Download NAME from its official mirrors and verify the checksums."""
     from dlhw.data.fetch import fetch as fetch_files
 
-    path = fetch_files(name, dest, progress=not quiet)
+    try:
+        path = fetch_files(name, dest, progress=not quiet)
+    except KeyboardInterrupt:
+        _interrupted("interrupted: the files downloaded and verified so far are kept (each one whole); "
+                     "rerun the same command to get the rest.")
     click.echo(f"{name}: files verified in {path}")
 
 
@@ -165,9 +187,17 @@ def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
     if no_plots:
         remove_derived(run_dir)
         return
-
-    paths = finish_run(run_dir, fmt)
+    try:
+        paths = finish_run(run_dir, fmt)
+    except KeyboardInterrupt:
+        _interrupted(_drawing_interrupted(run_dir))
     click.echo(f"report: {paths[-1]} ({len(paths) - 1} figures in {Path(run_dir) / 'figures'})")
+
+
+def _drawing_interrupted(run_dir, redo: str = "") -> str:
+    redo = redo or f"dlhw report --run {run_dir} --plots"
+    return (f"interrupted while drawing the figures: the results in {run_dir} are complete, its figures and "
+            f"report.md are not; `{redo}` finishes them.")
 
 
 @cli.command()
@@ -178,7 +208,13 @@ def plot(run_dir, fmt, out_dir) -> None:
     """Draw a run's figures from its result files (no data set, no training)."""
     from dlhw.report.plots import draw_all
 
-    paths = draw_all(run_dir, out_dir, fmt)
+    try:
+        paths = draw_all(run_dir, out_dir, fmt)
+    except KeyboardInterrupt:
+        again = f"dlhw plot --run {run_dir}" + (f" --format {fmt}" if fmt != "png" else "") + (
+            f" --out {out_dir}" if out_dir else "")
+        _interrupted(_drawing_interrupted(run_dir, again) if out_dir is None else
+                     f"interrupted while drawing the figures into {out_dir}; `{again}` draws them all.")
     for p in paths:
         click.echo(f"wrote {p}")
     if out_dir is None and paths and (Path(run_dir) / "report.md").is_file():  # it links the figures
@@ -197,9 +233,18 @@ def plot(run_dir, fmt, out_dir) -> None:
 def report(run_dir, fmt, draw) -> None:
     """(Re)write DIR/report.md: config, chosen setting, metrics, best settings, per-class accuracy, figures."""
     from dlhw.report.markdown import finish_run, write_report
+    from dlhw.store.derived import figures_state
 
-    path = finish_run(run_dir, fmt)[-1] if draw else write_report(run_dir, fmt=fmt)
+    again = f"dlhw report --run {run_dir} --plots" + (f" --format {fmt}" if fmt != "png" else "")
+    try:
+        path = finish_run(run_dir, fmt)[-1] if draw else write_report(run_dir, fmt=fmt)
+    except KeyboardInterrupt:
+        _interrupted(_drawing_interrupted(run_dir, again) if draw else
+                     f"interrupted: {Path(run_dir) / 'report.md'} was not rewritten; rerun the same command.")
     click.echo(f"wrote {path}")
+    if figures_state(run_dir) == "incomplete":
+        click.echo(f"note: {run_dir}: drawing its figures was interrupted, so some are missing or out of date; "
+                   f"`{again}` draws them and rewrites report.md.", err=True)
 
 
 @cli.command()
@@ -257,7 +302,7 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # Ctrl-C where a command has nothing of its own to say
+        click.echo("interrupted: nothing more was saved; rerun the same command.", err=True)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)

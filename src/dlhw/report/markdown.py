@@ -45,9 +45,8 @@ def finish_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
             p.unlink()
     derived.record(run.dir, figures="incomplete")
     figs = plots.draw_all(run.dir, fmt=fmt, run=run, track=False)
-    report = write_report(run.dir, run=run, fmt=fmt)
     derived.record(run.dir, figures="complete")
-    return [*figs, report]
+    return [*figs, write_report(run.dir, run=run, fmt=fmt)]
 
 
 def remove_derived(run_dir: str | Path) -> None:
@@ -240,6 +239,9 @@ def _figures(run: RunFiles, fmt: str) -> str:
         rel = path.relative_to(run.dir).as_posix()
         link = f"[{heading} (PDF)]({rel})" if path.suffix == ".pdf" else f"![{heading}]({rel})"
         out += ["", f"### {heading}", "", caption, "", link]
+    if derived.figures_state(run.dir) == "incomplete":
+        return "\n".join(["## Figures", "", f"**Incomplete**: drawing the figures was interrupted; "
+                           f"`dlhw report --run {run.dir} --plots` draws them all and rewrites this report.", *out])
     if not out:
         return "## Figures\n\nNo figures yet: `dlhw plot --run " + str(run.dir) + "` draws them."
     return "\n".join(["## Figures", *out])

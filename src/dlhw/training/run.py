@@ -51,26 +51,42 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     t0 = time.perf_counter()
     run_dir = Path(out_dir) if out_dir else cfg.run_dir
     derived.clear(run_dir)  # evaluations, figures and report of an earlier run here would contradict this one
-    prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
-    model = build_model(cfg, prep.n_features, len(prep.classes))
-    epochs = epochs or cfg.train.epochs
-    steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
-    if max_steps is not None:
-        steps = min(steps, max_steps)
-    # One BLAS thread: these products are too small to gain from two, and several threads per
-    # process on shared cores oversubscribe them (measured: up to 50x slower under load).
-    with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar, \
-            threadpool_limits(TRAIN_THREADS, user_api="blas"):
-        hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
-                   on_step=pbar.update)
-    metrics = final_metrics(model, prep, hist)
-    metrics["seconds"] = round(time.perf_counter() - t0, 3)
-    if extra:
-        metrics.update(extra)
-    write_run(run_dir, cfg, model, prep, hist, metrics,
-              provenance.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
-                               extra=manifest_extra))
+    phase = "loading the data"
+    try:
+        prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
+        model = build_model(cfg, prep.n_features, len(prep.classes))
+        epochs = epochs or cfg.train.epochs
+        steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
+        if max_steps is not None:
+            steps = min(steps, max_steps)
+        phase = "training"
+        # One BLAS thread: these products are too small to gain from two, and several threads per
+        # process on shared cores oversubscribe them (measured: up to 50x slower under load).
+        with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar, \
+                threadpool_limits(TRAIN_THREADS, user_api="blas"):
+            hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
+                       on_step=pbar.update)
+        metrics = final_metrics(model, prep, hist)
+        metrics["seconds"] = round(time.perf_counter() - t0, 3)
+        if extra:
+            metrics.update(extra)
+        phase = "writing the run files"
+        write_run(run_dir, cfg, model, prep, hist, metrics,
+                  provenance.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
+                                      extra=manifest_extra))
+    except KeyboardInterrupt:
+        raise Interrupted(phase, run_dir) from None
     return RunResult(run_dir, metrics, hist, model, prep)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run, before all its results were written: nothing of this run is saved
+    (write_run removes the old metrics.json first, so a half-written folder never looks finished)."""
+
+    def __init__(self, phase: str, run_dir: Path):
+        super().__init__(f"interrupted while {phase}: nothing of this run is saved in {run_dir}; "
+                         f"rerun the same command.")
+        self.phase, self.run_dir = phase, run_dir
 
 
 def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
