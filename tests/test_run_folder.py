@@ -3,6 +3,7 @@ manifest.json lists the derived files that belong to this run, and an interrupte
 from __future__ import annotations
 
 import json
+import math
 
 from click.testing import CliRunner
 
@@ -121,3 +122,26 @@ def test_ctrl_c_in_a_grids_retrain_says_the_jobs_are_saved(write_config, tmp_pat
     assert r.output.strip() == (f"interrupted while retraining the chosen setting (training): every job of the grid "
                                 f"is saved in {out / 'jobs'}; rerun the same command to finish (only the retrain "
                                 f"runs again).")
+
+
+def test_a_finite_run_that_ends_worse_than_the_zero_model_is_reported(write_config, fashion_dir, tmp_path):
+    cfg = write_config("data: {name: fashion-mnist, val_fraction: 0.2}\nmodel: {kind: softmax}\n"
+                       "train: {batch_size: 256, learning_rate: 500, epochs: 1, alpha: 0.0001, seed: 0}\n")
+    out = tmp_path / "run"
+    r = run("train", "--config", cfg, "--out", out, "-q")
+    assert r.exit_code == 0, r.output  # finite: not "diverged", so not exit 1
+    m = results.read_json(out / "metrics.json")
+    assert m["diverged"] is False and m["worse_than_start"] is True
+    assert m["train_ce"] > math.log(10)
+    warning = (f"training ended worse than it started: training CE {m['train_ce']:.4g} is above ln 10 = 2.3026, "
+               f"the CE of the zero model (every class equally likely); try a smaller learning rate than 500.")
+    assert m["warning"] == warning
+    assert f"warning: {warning}" in r.output
+    assert f"> **Warning**: {warning}" in (out / "report.md").read_text()
+
+
+def test_a_run_that_learned_says_nothing(fast_config, tmp_path):
+    out = tmp_path / "run"
+    r = run("train", "--config", fast_config(epochs=1), "--out", out, "-q")
+    m = results.read_json(out / "metrics.json")
+    assert m["worse_than_start"] is False and "warning" not in m and "warning" not in r.output

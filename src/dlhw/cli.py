@@ -79,6 +79,8 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
         sys.exit(1)
     for line in summary_lines(m):
         click.echo(line)
+    if m.get("warning"):
+        click.echo(f"warning: {m['warning']}", err=True)
     _finish(res.run_dir, no_plots)
 
 
@@ -117,6 +119,8 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
                      f"rerun the same command to resume.")
     for line in summary(res, cfg):
         click.echo(line)
+    if res.metrics.get("warning"):
+        click.echo(f"warning: the retrained model: {res.metrics['warning']}", err=True)
     _finish(res.run_dir, no_plots)
 
 

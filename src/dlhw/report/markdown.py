@@ -101,13 +101,16 @@ def _summary(run: RunFiles) -> str:
     lines.append(f"{what}: **{kind}** on **{data.get('name', '?')}**")
     if m:
         steps = f" ({m['iterations']:,} SGD steps)" if isinstance(m.get("iterations"), int) else ""
-        lines[-1] += (f", trained on {m.get('trained_on', 'train')} for {m.get('epochs_run')} epochs{steps} "
+        lines[-1] += (f", trained on {m.get('trained_on', 'train')} for {m.get('epochs_run')} epoch{'' if m.get('epochs_run') == 1 else 's'}{steps} "
                       f"in {m.get('seconds', 0):.1f} s.")
         if train.get("average") == "epoch":
             lines[-1] += " Its weights are the mean of the last epoch's SGD iterates (`train.average: epoch`)."
         if m.get("diverged"):
             lines.append(f"\n> **Training diverged at epoch {m.get('diverged_epoch')}** (the loss became inf/NaN): "
                          f"try a smaller learning rate than {fmt_value(train.get('learning_rate', 0))}.")
+        elif m.get("worse_than_start"):
+            lines.append(f"\n\n> **Warning**: {m['warning']}\n>\n> Test accuracy {_num(m.get('test_accuracy'), 'accuracy')}, "
+                         f"test cross-entropy {_num(m.get('test_ce'))}.")
         elif finite(m.get("test_accuracy")):
             lines.append(f"Test accuracy **{_num(m['test_accuracy'], 'accuracy')}**, test cross-entropy "
                          f"**{_num(m.get('test_ce'))}**.")

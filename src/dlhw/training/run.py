@@ -67,6 +67,7 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
             hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
                        on_step=pbar.update)
         metrics = final_metrics(model, prep, hist)
+        metrics |= worse_than_start(metrics, len(prep.classes), cfg.train.learning_rate)
         metrics["seconds"] = round(time.perf_counter() - t0, 3)
         if extra:
             metrics.update(extra)
@@ -107,6 +108,21 @@ def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
         m["test_confusion"] = confusion(prep.test[1], model.predict(prep.test[0]), len(prep.classes)).tolist()
     m["classes"] = list(prep.classes)
     return m
+
+
+def worse_than_start(metrics: dict, k: int, lr: float) -> dict:
+    """{'worse_than_start': bool, 'warning': ...} for a finite run whose training CE ended above ln k,
+    the CE of the zero model (every class equally likely) that softmax training starts from: a
+    learning rate too large to converge that did not overflow either, so `diverged` stays false."""
+    ce = metrics.get("train_ce")
+    if metrics.get("diverged") or not isinstance(ce, float) or not np.isfinite(ce) or k < 2:
+        return {}
+    if ce <= np.log(k):
+        return {"worse_than_start": False}
+    return {"worse_than_start": True,
+            "warning": f"training ended worse than it started: training CE {ce:.4g} is above ln {k} = "
+                       f"{np.log(k):.4f}, the CE of the zero model (every class equally likely); "
+                       f"try a smaller learning rate than {lr:g}."}
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
