@@ -10,8 +10,11 @@ import dlhw
 from dlhw.config import Config, load_config
 from dlhw.errors import ConfigError, RunError
 
-CONFIG = click.option("--config", "config_path", required=True, metavar="FILE",
-                      help="YAML experiment config, e.g. configs/softmax_train.yaml.")
+def config_option(example: str):
+    return click.option("--config", "config_path", required=True, metavar="FILE",
+                        help=f"YAML experiment config, e.g. {example}.")
+
+
 SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                    help="Override a config value (dotted key, YAML value); repeatable.")
 OUT = click.option("--out", "out_dir", default=None, metavar="DIR",
@@ -21,7 +24,77 @@ DATA_DIR = click.option("--data-dir", default=None, metavar="DIR",
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Command):
+    """A command whose usage mistakes around config values point at `--set KEY=VALUE`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        typed = list(args)  # the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            e.message += _set_hint(self, e.option_name, typed)
+            raise
+        except click.UsageError as e:
+            if "unexpected extra argument" in e.message and _has_set(self):
+                e.message = e.message.rstrip(".") + "." + _extra_argument_hint(typed)
+            raise
+
+
+def _has_set(cmd: click.Command) -> bool:
+    return any(p.name == "overrides" for p in cmd.params)
+
+
+def _set_hint(cmd: click.Command, option: str, args: list[str]) -> str:
+    """'--epochs 5' -> ' Config values are set with --set KEY=VALUE, e.g. --set train.epochs=5.'"""
+    if not _has_set(cmd):
+        return ""
+    import difflib
+
+    from dlhw.config import SCHEMA
+
+    word = option.lstrip("-").replace("-", "_")
+    keys = [f"{sec}.{k}" for sec, (_, rules) in SCHEMA.items() for k in rules]
+    prefer = "grid" if cmd.name == "grid" else "train"
+    leaf = {k: k.partition(".")[2] for k in keys}
+    exact = sorted((k for k in keys if word in (k, leaf[k])), key=lambda k: not k.startswith(prefer + "."))
+    close = exact or [k for k in keys if leaf[k] in difflib.get_close_matches(word, list(leaf.values()), n=1)]
+    close.sort(key=lambda k: not k.startswith(prefer + "."))
+    value = "VALUE"
+    for i, a in enumerate(args):
+        if a.startswith(option + "="):
+            value = a.partition("=")[2]
+        elif a == option and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            value = args[i + 1]
+    if close:
+        return f" Config values are set with --set KEY=VALUE, e.g. --set {close[0]}={value}."
+    return " Config values are set with --set KEY=VALUE (e.g. --set train.epochs=5)."
+
+
+def _extra_argument_hint(args: list[str]) -> str:
+    """'--set train.epochs 5' -> ' --set takes KEY=VALUE as one word: --set train.epochs=5.'"""
+    for i, a in enumerate(args[:-2]):
+        if a == "--set" and "=" not in args[i + 1] and not args[i + 2].startswith("-"):
+            return f" --set takes KEY=VALUE as one word: --set {args[i + 1]}={args[i + 2]}."
+    return " Config values are set with --set KEY=VALUE (one word, e.g. --set train.epochs=5)."
+
+
+class _Group(click.Group):
+    """`dlhw --help` lists each command with its whole summary (wrapped, not cut off)."""
+
+    command_class = _Command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+_Group.group_class = _Group
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(dlhw.__version__, prog_name="dlhw")
 def cli() -> None:
     """Reproduce deep-learning homework results exactly, quickly and verifiably."""
@@ -47,7 +120,7 @@ def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, dat
 
 
 @cli.command()
-@CONFIG
+@config_option("configs/softmax_train.yaml")
 @SET
 @OUT
 @DATA_DIR
@@ -62,7 +135,10 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
         raise RunError(f"{cfg.run_dir}: holds a grid run (grid.csv, jobs/); one training run there would sit beside "
                        f"grid results it does not match. Give another folder, e.g. --out {cfg.run_dir}_train.")
     if cfg.grid is not None:
-        click.echo(f"note: {config_path} has a 'grid' section; `dlhw train` trains the 'train' values only "
+        added = [o for o in overrides if o.partition("=")[0].strip().startswith("grid.")]
+        where = (f"--set {added[0]} adds a 'grid' section" if added and load_config(config_path).grid is None
+                 else f"{config_path} has a 'grid' section")
+        click.echo(f"note: {where}; `dlhw train` trains the 'train' values only "
                    f"(the grid was not run; use `dlhw grid`).", err=True)
     try:
         res = train_run(cfg, progress=not quiet, argv=sys.argv)
@@ -85,7 +161,7 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
 
 
 @cli.command()
-@CONFIG
+@config_option("configs/softmax_small.yaml (32 settings) or configs/softmax.yaml (4,096)")
 @SET
 @OUT
 @DATA_DIR
@@ -138,7 +214,9 @@ def eval_(run_dir, split, data_dir) -> None:
     except KeyboardInterrupt:
         _interrupted(f"interrupted: no eval-{split}.json was written; rerun the same command.")
     for k, v in out.items():
-        click.echo(f"{k}: {v:.6f}" if isinstance(v, float) else f"{k}: {v}")
+        if isinstance(v, float):
+            v = f"{v:.2%}" if k.endswith("accuracy") else f"{v:.4f}"
+        click.echo(f"{k}: {v}")
     click.echo(f"wrote {Path(run_dir) / f'eval-{split}.json'}")
 
 
@@ -152,7 +230,8 @@ DATASET = click.argument("name", metavar="NAME", type=click.Choice(["fashion-mni
 
 @data.command()
 @DATASET
-@click.option("--dir", "dest", default=None, metavar="DIR", help="Where to put the files (default: data/NAME).")
+@click.option("--data-dir", "--dir", "dest", default=None, metavar="DIR",
+              help="Where to put the files (default: data/NAME); --dir is the old name.")
 @QUIET
 def fetch(name, dest, quiet) -> None:
     """Download NAME from its official mirrors and verify the checksums."""
