@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -335,12 +336,17 @@ def report(run_dir, fmt, draw) -> None:
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Also write the table as CSV.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE",
               help="Overlay the runs' validation curves in one figure (.png, .svg or .pdf).")
-def compare(run_dirs, csv_path, plot_path) -> None:
+@click.option("--wide", is_flag=True, help="Every value in full, however wide the table (default: fit the terminal).")
+def compare(run_dirs, csv_path, plot_path, wide) -> None:
     """Runs side by side: the config keys that differ, then validation/test metrics and time."""
     from dlhw.report import compare as cmp
+    from dlhw.report.texttable import terminal_width
 
     columns, rows = cmp.compare_runs(list(run_dirs))
-    click.echo(cmp.format_table(columns, rows))
+    width = None if wide else terminal_width()
+    click.echo(cmp.format_table(columns, rows, width, wide))
+    if "seconds" in columns:
+        click.echo(cmp.WORK_NOTE if wide else "\n".join(textwrap.wrap(cmp.WORK_NOTE, width)))
     if csv_path:
         click.echo(f"wrote {cmp.write_csv(csv_path, columns, rows)}")
     if plot_path:
@@ -352,7 +358,8 @@ def compare(run_dirs, csv_path, plot_path) -> None:
 @click.option("--json", "json_path", default=None, metavar="FILE",
               help="Also write every check's verdict and numbers to FILE (JSON).")
 @click.option("--verbose", "-v", is_flag=True, help="Print every check's details (named checks always do).")
-def check(names, json_path, verbose) -> None:
+@click.option("--wide", is_flag=True, help="One line per row, however wide (default: fit the terminal).")
+def check(names, json_path, verbose, wide) -> None:
     """Check the homework's claims numerically: claim, source, computed, expected, verdict.
 
     NAME picks checks (default: all). Each check is also fed the known wrong formulas,
@@ -362,7 +369,9 @@ def check(names, json_path, verbose) -> None:
     from dlhw.store.files import write_json
 
     res = run_checks(names)
-    click.echo(format_report(res, details=verbose or bool(names)))
+    from dlhw.report.texttable import terminal_width
+
+    click.echo(format_report(res, details=verbose or bool(names), width=None if wide else terminal_width()))
     if json_path:
         click.echo(f"wrote {write_json(json_path, to_json(res))}")
     sys.exit(0 if all(r.ok for r in res) else 1)
