@@ -145,3 +145,19 @@ def test_a_run_that_learned_says_nothing(fast_config, tmp_path):
     r = run("train", "--config", fast_config(epochs=1), "--out", out, "-q")
     m = results.read_json(out / "metrics.json")
     assert m["worse_than_start"] is False and "warning" not in m and "warning" not in r.output
+
+
+def test_report_shows_the_config_keys_of_the_runs_model_kind_only(tmp_path):
+    from dlhw.report.markdown import write_report
+
+    def resolved(md: str) -> str:
+        return md.split("## Resolved config")[1].split("```yaml")[1].split("```")[0]
+
+    soft = resolved(write_report(make_train_run(tmp_path / "s")).read_text())
+    assert "kind: softmax" in soft and "learning_rate: 0.05" in soft and "optimizer: sgd" in soft
+    for key in ("hidden:", "dropout:", "activation:", "momentum:", "batch_norm:"):
+        assert key not in soft
+    mlp = resolved(write_report(make_train_run(tmp_path / "m", kind="mlp")).read_text())
+    assert "hidden: [256, 128]" in mlp and "activation: relu" in mlp and "dropout: 0.0" in mlp
+    assert "momentum:" not in mlp and "leaky_slope" not in mlp and "dropout_kind" not in mlp
+    assert "hidden: [256, 128]" in (tmp_path / "s" / "config.yaml").read_text()  # the file keeps everything

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from dlhw.report import plots
 from dlhw.store import derived, files as results
@@ -262,10 +263,55 @@ def _figure_file(folder: Path, name: str, fmt: str) -> Path | None:
     return None
 
 
+MLP_KEYS = ("hidden", "activation", "leaky_slope", "init", "batch_norm", "dropout", "dropout_kind")
+
+
+def applicable(config: dict) -> tuple[dict, list[str]]:
+    """The config without the keys that do not apply to its model kind and optimizer (an MLP's
+    layers for softmax, momentum for plain SGD, ...), and the dotted keys left out."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    model, train = out.get("model") or {}, out.get("train") or {}
+    drop = []
+    if model.get("kind") != "mlp":
+        drop += [f"model.{k}" for k in MLP_KEYS]
+    else:
+        if model.get("activation") != "leaky_relu":
+            drop.append("model.leaky_slope")
+        if not model.get("dropout"):
+            drop.append("model.dropout_kind")
+    if train.get("optimizer") != "momentum":
+        drop.append("train.momentum")
+    if train.get("optimizer") == "newton":  # full-batch steps: no mini-batches, no step size schedule
+        drop += ["train.batch_size", "train.average"]
+    gone = []
+    for key in drop:
+        sec, _, k = key.partition(".")
+        if isinstance(out.get(sec), dict) and k in out[sec]:
+            del out[sec][k]
+            gone.append(key)
+    if out.get("grid") is None:
+        out.pop("grid", None)
+    return out, gone
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for lists, as config.yaml."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
 def _config(run: RunFiles) -> str:
     if not run.config_text:
         return ""
-    return "## Resolved config\n\n`config.yaml`, as the run used it:\n\n```yaml\n" + run.config_text.rstrip() + "\n```"
+    if not run.config:
+        return "## Resolved config\n\n`config.yaml`, as the run used it:\n\n```yaml\n" + run.config_text.rstrip() + "\n```"
+    shown, gone = applicable(run.config)
+    text = yaml.dump(shown, Dumper=_Dumper, sort_keys=False, default_flow_style=False).rstrip()
+    kind = (run.config.get("model") or {}).get("kind", "?")
+    note = (f" Keys that do not apply to this {kind} run are left out ({', '.join(f'`{k}`' for k in gone)}); "
+            f"[`config.yaml`](config.yaml) has them all." if gone else "")
+    return f"## Resolved config\n\nThe config the run used{'' if gone else ' (`config.yaml`)'}.{note}\n\n```yaml\n{text}\n```"
 
 
 def _provenance(run: RunFiles) -> str:
