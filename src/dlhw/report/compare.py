@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from dlhw.store import files as results
 from dlhw.errors import RunError
@@ -198,6 +199,7 @@ def plot_validation(run_dirs: list[str | Path], path: str | Path, labels: list[s
             ax.set_ylabel("validation accuracy (%)" if m == "accuracy" else "validation cross-entropy")
             ax.set_title(f"Validation {'accuracy' if m == 'accuracy' else 'cross-entropy'} vs epochs")
             ax.set_xlim(left=0)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 2.5
         axes[0][0].legend(fontsize=8)
         fig.suptitle(f"Comparison of {len(runs)} runs", fontsize=11)
     return path

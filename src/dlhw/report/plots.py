@@ -155,6 +155,7 @@ def loss_iterations(run: RunFiles, path: Path) -> Path | None:
         ax.legend(loc="upper right" if ok.sum() > 2000 else "best")  # "best" is slow on many points
         if per:
             sec = ax.secondary_xaxis("top", functions=(lambda i: i / per, lambda e: e * per))
+            sec.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 2.5
             sec.set_xlabel("epoch", fontsize=9)
     return path
 
