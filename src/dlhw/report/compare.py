@@ -127,12 +127,12 @@ def _cell(key: str, v, wide: bool = True) -> str:
 def format_table(columns: list[str], rows: list[dict], width: int | None = None, wide: bool = True) -> str:
     """An aligned text table, text columns left, numbers right, no wider than `width` (None: any).
 
-    Not `wide`: long lists are shown as their ends and length, and config keys without their
-    section where that is unambiguous (`learning_rate` for `train.learning_rate`)."""
+    Not `wide`: long lists are shown as their ends and length, and `train.` keys without their
+    section where that is unambiguous (`average` for `train.average`)."""
     head = [HEADINGS.get(c, c) for c in columns]
     if not wide:
         leaves = [c.rpartition(".")[2] for c in columns]
-        head = [leaf if "." in c and leaves.count(leaf) == 1 and leaf not in HEADINGS.values() else h
+        head = [leaf if c.startswith("train.") and leaves.count(leaf) == 1 else h
                 for c, h, leaf in zip(columns, head, leaves)]
     cells = [[_cell(c, r.get(c), wide) for c in columns] for r in rows]
     right = [i > 0 and any(finite(r.get(c)) for r in rows) for i, c in enumerate(columns)]
