@@ -89,3 +89,20 @@ def test_terminal_and_report_give_the_same_search_time_and_rate(write_config, fa
     assert r.exit_code == 0, r.output
     seconds, rate = re.search(r"search (\d+\.\d) s \((\d+\.\d) settings/s", r.output).groups()
     assert f"(grid search {seconds} s, {rate} settings/s)" in (out / "report.md").read_text()
+
+
+def test_report_of_a_resumed_grid_gives_no_rate_over_the_jobs_of_one_session(tmp_path):
+    from dlhw.report.markdown import write_report
+    from dlhw.store import files as results
+
+    g = make_grid_run(tmp_path / "g")
+    best = results.read_json(g / "best.json")
+    del best["seconds"], best["settings_per_second"]
+    results.write_json(g / "best.json", best)
+    manifest = results.read_json(g / "manifest.json")
+    manifest["grid"] = {"seconds": 0.4, "settings_per_second": 135.0, "jobs": 2, "jobs_run": 0, "jobs_loaded": 2}
+    results.write_json(g / "manifest.json", manifest)
+    md = write_report(g).read_text()
+    assert ("(grid search 0.4 s in the session that finished it, which ran 0 of 2 jobs; 2 were saved by an "
+            "earlier one)") in md
+    assert "settings/s" not in md

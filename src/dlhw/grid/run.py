@@ -334,8 +334,10 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
     avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     lines = [
         f"{cfg.name}: {g.size} settings x {len(g.seeds)} seed(s): search {res.search_seconds:.1f} s "
-        f"({g.size / max(res.search_seconds, 1e-9):.1f} settings/s; {res.jobs_run} jobs run, {res.jobs_loaded} resumed), "
-        f"retrain {m['seconds']:.1f} s, {_hms(res.seconds)} in all",
+        + (f"({g.size / max(res.search_seconds, 1e-9):.1f} settings/s; {res.jobs_run} jobs run, 0 resumed)"
+           if not res.jobs_loaded else
+           f"in this session ({res.jobs_run} jobs run, {res.jobs_loaded} resumed)")
+        + f", retrain {m['seconds']:.1f} s, {_hms(res.seconds)} in all",
         f"best ({by}): batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} "
         f"epochs={b['epochs']} alpha={b['alpha']:g}",
         f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",

@@ -144,11 +144,12 @@ def _chosen(run: RunFiles) -> str:
     timing = b if finite(b.get("seconds")) else (run.manifest or {}).get("grid") or {}
     if finite(timing.get("seconds")):
         rate = timing.get("settings_per_second")
-        text[-1] += f" (grid search {timing['seconds']:.1f} s" + (f", {rate:.1f} settings/s" if finite(rate) else "")
-        if timing.get("jobs_loaded"):
-            text[-1] += (f", in the session that finished it: it ran {timing.get('jobs_run')} of {timing.get('jobs')} "
-                         f"jobs, {timing['jobs_loaded']} were saved by an earlier one")
-        text[-1] += ")"
+        text[-1] += f" (grid search {timing['seconds']:.1f} s"
+        if timing.get("jobs_loaded"):  # a rate over the jobs one session ran would mislead
+            text[-1] += (f" in the session that finished it, which ran {timing.get('jobs_run')} of "
+                         f"{timing.get('jobs')} jobs; {timing['jobs_loaded']} were saved by an earlier one)")
+        else:
+            text[-1] += (f", {rate:.1f} settings/s)" if finite(rate) else ")")
     again = {"same": "the same number of epochs", "same_steps": "the same number of SGD steps"}
     text[-1] += (f"; then retrained on {b.get('retrain_on', 'train+val')} with "
                  f"{again.get(b.get('retrain_epochs'), 'the same number of epochs')}.")
