@@ -85,8 +85,9 @@ class Interrupted(Exception):
     (write_run removes the old metrics.json first, so a half-written folder never looks finished)."""
 
     def __init__(self, phase: str, run_dir: Path):
-        super().__init__(f"interrupted while {phase}: nothing of this run is saved in {run_dir}; "
-                         f"rerun the same command.")
+        saved = (f"{run_dir} is incomplete (no metrics.json)" if phase == "writing the run files" else
+                 f"nothing of this run is saved in {run_dir}")
+        super().__init__(f"interrupted while {phase}: {saved}; rerun the same command.")
         self.phase, self.run_dir = phase, run_dir
 
 
