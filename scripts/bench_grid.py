@@ -100,7 +100,7 @@ def plain_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average
     The lean version: stable softmax, in-place updates, no per-step loss. average: report the
     mean of the last epoch's iterates (`train.average: epoch`).
     """
-    from dlhw.training.loop import epoch_permutation
+    from dlhw.training.rules import epoch_permutation
 
     n, d = X.shape
     W = np.zeros((d, k), dtype=X.dtype)
@@ -129,7 +129,7 @@ def plain_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average
 def homework_softmax_sgd(X, y, Xv, yv, lr, alpha, batch_size, epochs, seed, average=False, k=10):
     """The homework's way: float64 arrays (NumPy's default for X / 255.), one-hot targets, and the
     regularised mini-batch loss computed at every step for monitoring. Same math, same batches."""
-    from dlhw.training.loop import batches_per_epoch, epoch_permutation
+    from dlhw.training.rules import batches_per_epoch, epoch_permutation
 
     X = X.astype(np.float64)
     n, d = X.shape

@@ -38,7 +38,7 @@ def numpy_rounds(cfg, X: np.ndarray, y: np.ndarray, steps: int, warmup: int):
     """A generator: each next() times `steps` dlhw training steps and yields samples/s."""
     from dlhw.models import build_model
     from dlhw.models.optim import OPTIMIZERS
-    from dlhw.training.loop import epoch_permutation
+    from dlhw.training.rules import epoch_permutation
 
     t = cfg.train
     model = build_model(cfg, X.shape[1], int(y.max()) + 1)
@@ -163,7 +163,7 @@ def throughput(cfg, args, threads: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     from dlhw.data.prepare import prepare
-    from dlhw.training.loop import epoch_permutation
+    from dlhw.training.rules import epoch_permutation
 
     prep = prepare(cfg)
     X, y = prep.train

@@ -21,7 +21,7 @@ from pathlib import Path
 from dlhw.config import load_config
 from dlhw.training.run import train_run
 from dlhw.data.prepare import prepare
-from dlhw.training.loop import batches_per_epoch
+from dlhw.training.rules import batches_per_epoch
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """Config loading and validation: every mistake is one clear ConfigError line."""
+import dataclasses
 import math
 
 import pytest
@@ -26,7 +27,7 @@ def test_good_config_loads_into_frozen_dataclasses(tmp_path):
     assert cfg.train.batch_size == 32
     assert cfg.train.learning_rate == pytest.approx(0.01)  # YAML 1.1 reads 1e-2 as a string
     assert cfg.grid is None
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.epochs = 5  # frozen
 
 

@@ -153,7 +153,7 @@ def test_selection_takes_min_val_ce_or_max_accuracy_and_skips_diverged():
     assert all(r["val_ce"] is None and r["diverged_epoch"] == 2 for r in div)
     best = select(rows, "val_ce")
     assert (best["batch_size"], best["learning_rate"], best["epochs"], best["alpha"]) == (16, 0.01, 3, 0.0)
-    assert [r["val_ce"] for r in rank(rows)] == sorted(r["val_ce"] for r in rows if not r["diverged"])[:10]
+    assert [r["val_ce"] for r in rank(rows, n=10)] == sorted(r["val_ce"] for r in rows if not r["diverged"])[:10]
 
 
 def test_jobs_are_small_picklable_and_keyed_by_what_determines_them():
@@ -285,7 +285,7 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(write_confi
     p.wait()
     saved = {f.name: f.stat().st_mtime_ns for f in (out / "jobs").glob("*.npz")}
     assert 1 <= len(saved) < 5
-    assert (out / ".lock").exists()  # left behind by the killed process: taken over below
+    assert (out / ".lock").exists()  # left behind by the killed process: it blocks nothing below
     r = _grid(cfg, out, "--jobs", "2")
     assert r.exit_code == 0, r.output
     assert f"{5 - len(saved)} jobs run, {len(saved)} resumed" in r.output
@@ -295,7 +295,7 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(write_confi
     clean = tmp_path / "clean"
     assert _grid(cfg, clean, "--jobs", "1").exit_code == 0
     _same_results(out, clean)
-    assert not (out / ".lock").exists()
+    assert not (out / ".lock.info").exists()
 
 
 @pytest.mark.realdata
@@ -312,24 +312,66 @@ def test_ctrl_c_saves_finished_jobs_and_says_how_to_resume(write_config, fashion
     assert "Traceback" not in err
 
 
-def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(write_config, tmp_path):
+HOLD = """
+import sys, time
+from dlhw.store.lock import RunLock
+with RunLock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(folder):
+    """A real process that holds `folder`'s lock until killed."""
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+@pytest.mark.parametrize("command", ["grid", "train"])
+def test_a_folder_in_use_is_refused_and_a_killed_holder_blocks_nothing(write_config, tmp_path, command):
     cfg = write_config(SMALL.format(bs="[512]"))
     out = tmp_path / "run"
-    out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = _holder(out)
     try:
-        (out / ".lock").write_text(f"{sleeper.pid}\n")
-        r = CliRunner().invoke(cli, ["grid", "--config", str(cfg), "--out", str(out), "-q"])
+        r = CliRunner().invoke(cli, [command, "--config", str(cfg), "--out", str(out), "-q", "--no-plots"])
         assert r.exit_code == 2
-        assert f"in use by another dlhw process (pid {sleeper.pid})" in r.output
+        assert f"in use by another dlhw process (pid {holder.pid}" in r.output
+        assert not (out / "metrics.json").exists()  # refused before any work
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        holder.kill()  # SIGKILL: no clean-up runs; the kernel drops the lock
+        holder.wait()
     from dlhw.store.lock import RunLock
 
-    with RunLock(out):  # the holder is dead now: its lock is stale
-        assert (out / ".lock").read_text().strip() == str(os.getpid())
-    assert not (out / ".lock").exists()
+    assert (out / ".lock").exists()  # the file stays; it no longer means anything
+    with RunLock(out):
+        with RunLock(out):  # re-entrant in one process (the grid's retrain)
+            pass
+        assert (out / ".lock.info").read_text().startswith(f"pid {os.getpid()}")
+    assert not (out / ".lock.info").exists()
+
+
+def test_a_left_over_lock_file_blocks_nothing(tmp_path):
+    from dlhw.store.lock import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("")  # e.g. from a crash, or another tool's empty file
+    (out / ".lock.info").write_text("pid 1: dlhw grid\n")
+    with RunLock(out):
+        pass
+
+
+@pytest.mark.parametrize("command", ["grid", "train"])
+def test_an_out_that_is_a_file_is_refused_before_training(write_config, tmp_path, command):
+    cfg = write_config(SMALL.format(bs="[512]"))
+    f = tmp_path / "results.txt"
+    f.write_text("not a folder")
+    r = CliRunner().invoke(cli, [command, "--config", str(cfg), "--out", str(f), "-q", "--no-plots"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == f"error: {f}: is a file, not a folder; give --out a folder path."
+    r = CliRunner().invoke(cli, [command, "--config", str(cfg), "--out", str(f / "sub"), "-q", "--no-plots"])
+    assert r.exit_code == 2 and "cannot create the run folder" in r.output and "Traceback" not in r.output
 
 
 def test_dry_run_trains_nothing(write_config, tmp_path):

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from dlhw.cli import cli
 from dlhw.models.gradcheck import check_model_gradients
-from dlhw.models.linear import LinearRegression, LogisticRegression, binary_cross_entropy, newton_step_mse, sigmoid
+from dlhw.models.layers import sigmoid
+from dlhw.models.linear import LinearRegression, LogisticRegression, binary_cross_entropy, newton_step_mse
 from dlhw.store.files import load_npz, read_csv
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -9,7 +9,8 @@ from dlhw.cli import cli
 from dlhw.config import TrainConfig
 from dlhw.models import SoftmaxRegression
 from dlhw.store.files import load_npz
-from dlhw.training.loop import epoch_permutation, fit
+from dlhw.training.loop import fit
+from dlhw.training.rules import epoch_permutation
 
 
 def blobs(n=300, d=6, k=3, seed=0):

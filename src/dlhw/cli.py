@@ -1,6 +1,7 @@
 """The `dlhw` command: a thin layer that parses, loads the config and calls the library."""
 from __future__ import annotations
 
+import errno
 import sys
 import textwrap
 from pathlib import Path
@@ -199,6 +200,10 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
     if res.metrics.get("warning"):
         click.echo(f"warning: the retrained model: {res.metrics['warning']}", err=True)
     _finish(res.run_dir, no_plots)
+    if res.metrics.get("diverged"):
+        click.echo(f"error: the retrain of the chosen setting diverged at epoch {res.metrics['diverged_epoch']} "
+                   f"(the loss became inf/NaN); the search is saved in {res.run_dir / 'grid.csv'}.", err=True)
+        sys.exit(1)
 
 
 @cli.command(name="eval")
@@ -377,6 +382,9 @@ def check(names, json_path, verbose, wide) -> None:
     sys.exit(0 if all(r.ok for r in res) else 1)
 
 
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}  # the disk, not the program
+
+
 def main() -> None:
     """Entry point. User mistakes (DlhwError, usage errors) exit 2 with one line, no traceback."""
     import warnings
@@ -394,6 +402,11 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise  # anything else is a bug: keep its traceback
+        click.echo(f"error: {e.filename or 'a result file'}: cannot write ({e.strerror}).", err=True)
+        sys.exit(1)
     except click.Abort:  # Ctrl-C where a command has nothing of its own to say
         click.echo("interrupted: nothing more was saved; rerun the same command.", err=True)
         sys.exit(130)

@@ -242,7 +242,7 @@ class GridConfig:
     learning_rate: tuple[float, ...] = ()
     epochs: tuple[int, ...] = ()
     alpha: tuple[float, ...] = ()
-    seeds: tuple[int, ...] = (0,)  # shuffle seeds; selection on the mean over seeds
+    seeds: tuple[int, ...] = (0,)  # shuffle seeds (default: train.seed); selection on the mean over seeds
     select_by: str = "val_ce"  # val_ce (lowest) | val_accuracy (highest)
     retrain_on: str = "train+val"  # train+val | train
     retrain_epochs: str = "same"  # same (homework's rule) | same_steps (same number of SGD steps)
@@ -364,10 +364,39 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     return from_dict(raw, src, default_name=p.stem)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: let PyYAML report it
+            continue
+    return loader.construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, line: int):
+        super().__init__(key)
+        self.key, self.first, self.line = key, first, line
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
 def parse_yaml(text: str, src: str) -> dict:
-    """YAML text -> mapping, or a ConfigError with the line of a syntax error."""
+    """YAML text -> mapping, or a ConfigError with the line of a syntax error or a repeated key."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as e:
+        raise ConfigError(f"{src}: line {e.line}: key {e.key!r} is given twice in the same section "
+                          f"(first at line {e.first}); keep one.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
@@ -462,6 +491,7 @@ def from_dict(raw: dict, src: str = "<dict>", default_name: str = "run") -> Conf
         g = dict(sections["grid"])
         for axis in ("batch_size", "learning_rate", "epochs", "alpha"):
             g.setdefault(axis, (getattr(train, axis),))
+        g.setdefault("seeds", (train.seed,))  # as `dlhw train` would shuffle
         grid = GridConfig(**g)
     cfg = Config(
         name=name,

@@ -26,3 +26,10 @@ class DataError(DlhwError):
 
 class RunError(DlhwError):
     """A run folder that is missing, incomplete or locked."""
+
+
+class WriteError(DlhwError):
+    """A result file that could not be written (disk full, I/O error, read-only folder). Exit code 1:
+    not a usage mistake, but the run did not finish; files written before it are intact."""
+
+    exit_code = 1

@@ -23,7 +23,8 @@ from dlhw.checks.regression import (bias_grad_all_positive, check_all_positive, 
                                     check_xor_linear, logistic_model_grad, naive_softmax)
 from dlhw.errors import DlhwError
 from dlhw.models.layers import softmax
-from dlhw.models.linear import logistic_l2_update, sigmoid
+from dlhw.models.layers import sigmoid
+from dlhw.models.linear import logistic_l2_update
 
 # --------------------------------------------------------------------------- the registry
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from dlhw.checks.core import FD_TOL, Outcome, fd_grads, fd_jacobian, jsonable, rel_error, sci
 from dlhw.checks.regression import sigmoid_prime
-from dlhw.models.linear import sigmoid
+from dlhw.models.layers import sigmoid
 
 # --------------------------------------------------------------------------- batch normalisation
 

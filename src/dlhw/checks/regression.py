@@ -8,7 +8,8 @@ import numpy as np
 
 from dlhw.checks.core import FD_TOL, Outcome, fd_grads, fd_jacobian, rel_error, sci
 from dlhw.models.layers import softmax, softmax_cross_entropy
-from dlhw.models.linear import LinearRegression, LogisticRegression, logistic_l2_update, newton_step_mse, sigmoid
+from dlhw.models.layers import sigmoid
+from dlhw.models.linear import LinearRegression, LogisticRegression, logistic_l2_update, newton_step_mse
 from dlhw.models import SoftmaxRegression
 from dlhw.models.optim import sgd
 from dlhw.data.prepare import XOR_X

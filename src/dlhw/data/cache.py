@@ -16,7 +16,7 @@ import numpy as np
 
 from dlhw.data.idx import check_payload, idx_payload, parse_idx
 from dlhw.data.registry import FileSpec
-from dlhw.errors import DataError
+from dlhw.errors import DataError, WriteError
 from dlhw.store.files import atomic_write_bytes
 
 
@@ -89,7 +89,7 @@ def _cache_put(root: Path, path: Path, arr: np.ndarray, sha: str) -> None:
         atomic_write_bytes(root / f"{sha}.json",
                       json.dumps({"npy_sha256": hashlib.sha256(blob).hexdigest()}).encode())
         atomic_write_bytes(_source_entry(root, path), json.dumps(src).encode())
-    except OSError:
+    except (OSError, WriteError):
         pass  # a read-only or full cache folder only costs speed
 
 

@@ -1,15 +1,18 @@
-"""The hyperparameter grid: expand, split into jobs, run/resume them, select the best.
+"""Grid jobs: expand a grid into content-keyed jobs, and run one job.
 
 A grid job is a small, self-describing, picklable unit (`GridJob`): one batch
 size, one shuffle seed and a chunk of (learning rate, alpha) pairs, trained for
 max(epochs) epochs. It loads its data from the local cache itself and its
 result is written atomically to `jobs/<key>.npz` in the run folder, where `key`
-hashes everything that determines the result. So an interrupted grid resumes
-by computing only the missing jobs, and jobs could run on any machine that has
-the data.
+hashes everything that determines the result: the settings, the data's checksums,
+a fingerprint of the code on the training path and the numeric environment
+(numpy, BLAS). So an interrupted grid resumes by computing only the missing
+jobs, an upgrade or an edit never reuses a stale result, and jobs could run on
+any machine that has the data.
 
-Softmax jobs train their settings as one stacked model (`stack.train_stack`);
-other model kinds train one setting per job with `train.fit`.
+Plain-SGD softmax jobs train their settings as one stacked model
+(`training.stack`); everything else (other model kinds, momentum) trains one
+setting at a time with `training.loop.fit`. Both follow `training.rules`.
 """
 from __future__ import annotations
 
@@ -23,11 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-import dlhw
-from dlhw.store import files as results
 from dlhw.config import Config
+from dlhw.store import files as results
+from dlhw.store.provenance import code_fingerprint, numeric_env
 
-AXES = ("batch_size", "learning_rate", "epochs", "alpha")
 MAX_STACK = 64  # settings per stacked job: 8 lr x 8 alpha; bounds memory (a few MB of weights)
 
 
@@ -40,8 +42,8 @@ class GridJob:
     seed: int
     learning_rates: tuple[float, ...]
     alphas: tuple[float, ...]
-    epochs: int  # trains this many epochs, recording validation metrics after each
-    train_ce_epochs: tuple[int, ...]  # epochs at which the full training-split CE is computed
+    epochs: int  # trains this many epochs (the grid's largest epoch count)
+    grid_epochs: tuple[int, ...]  # the epoch counts the grid reads: training-split CE is computed after each
     data_dir: str | None = None
 
     @property
@@ -56,28 +58,29 @@ class GridJob:
     def record_epochs(self) -> tuple[int, ...] | None:
         """Epochs whose validation metrics are recorded: every epoch, or with iterate averaging
         only the grid's epochs (forming an epoch's mean costs a pass over the stack per step)."""
-        return self.train_ce_epochs if self.averaged else None
+        return self.grid_epochs if self.averaged else None
 
     @property
     def stacked(self) -> bool:
-        return self.cfg.model.kind == "softmax"
+        """Trained as one stack (plain-SGD softmax) rather than one `fit` per setting."""
+        return stackable(self.cfg)
 
     def identity(self) -> dict:
         """Everything that determines this job's result."""
         c = self.cfg
         return {
-            "dlhw": dlhw.__version__,
+            "code": code_fingerprint(), "env": numeric_env(),
             "data": asdict(c.data) | {"dir": None, "sha256": _data_checksums(c.data.name)},
             "model": asdict(c.model),
             "train": {k: getattr(c.train, k) for k in ("dtype", "optimizer", "momentum", "average")},
             "batch_size": self.batch_size, "seed": self.seed,
             "learning_rates": list(self.learning_rates), "alphas": list(self.alphas),
-            "epochs": self.epochs, "train_ce_epochs": list(self.train_ce_epochs),
+            "epochs": self.epochs, "grid_epochs": list(self.grid_epochs),
         }
 
     @cached_property  # works on a frozen dataclass: it writes the instance __dict__ directly
     def key(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
+        blob = self.identity_json().encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
     def cost(self) -> float:
@@ -89,7 +92,7 @@ class GridJob:
         steps = self.epochs * math.ceil(n_train / self.batch_size)
         if self.stacked:  # per step: overhead + elementwise work + the two products (incl. evaluation)
             S = self.n_settings
-            avg = 2.9e-6 * S * len(self.train_ce_epochs) / self.epochs if self.averaged else 0.0
+            avg = 2.9e-6 * S * len(self.grid_epochs) / self.epochs if self.averaged else 0.0
             return steps * (20e-6 + 3.7e-6 * S + avg + 4.0e-7 * self.batch_size * S)
         sizes = [784, *self.cfg.model.hidden, 10] if self.cfg.model.kind == "mlp" else [784, 10]
         P = sum(a * b for a, b in zip(sizes, sizes[1:]))  # multiply-adds per example
@@ -107,10 +110,10 @@ class GridJob:
             from dlhw.training.stack import train_stack
 
             r = train_stack(*prep.train, len(prep.classes), self.learning_rates, self.alphas, self.batch_size,
-                            self.seed, self.epochs, prep.val, train_ce_epochs=self.train_ce_epochs,
+                            self.seed, self.epochs, prep.val, train_ce_epochs=self.grid_epochs,
                             average=self.averaged, record_epochs=self.record_epochs,
                             on_epoch=(lambda e, v: on_progress(self.n_settings, _nanmin(v))) if on_progress else None)
-            train_ce = np.array([r.train_ce[e] for e in self.train_ce_epochs])
+            train_ce = np.array([r.train_ce[e] for e in self.grid_epochs])
             return {"val_ce": r.val_ce, "val_accuracy": r.val_accuracy, "train_ce": train_ce,
                     "diverged_epoch": r.diverged_epoch}
         return self._run_single(prep, on_progress)
@@ -122,7 +125,7 @@ class GridJob:
 
         S, E = self.n_settings, self.epochs
         out = {"val_ce": np.full((E, S), np.nan), "val_accuracy": np.full((E, S), np.nan),
-               "train_ce": np.full((len(self.train_ce_epochs), S), np.nan),
+               "train_ce": np.full((len(self.grid_epochs), S), np.nan),
                "diverged_epoch": np.zeros(S, dtype=np.int64)}
         for s, (lr, alpha) in enumerate(zip(self.learning_rates, self.alphas)):
             cfg = self.cfg.replace(train={"batch_size": self.batch_size, "learning_rate": lr, "alpha": alpha,
@@ -132,8 +135,8 @@ class GridJob:
             for row in hist.epoch_rows():
                 e = int(row["epoch"])
                 out["val_ce"][e - 1, s], out["val_accuracy"][e - 1, s] = row["val_ce"], row["val_accuracy"]
-                if e in self.train_ce_epochs:
-                    out["train_ce"][self.train_ce_epochs.index(e), s] = row["train_ce"]
+                if e in self.grid_epochs:
+                    out["train_ce"][self.grid_epochs.index(e), s] = row["train_ce"]
             if hist.diverged:
                 out["diverged_epoch"][s] = hist.diverged_epoch
             if on_progress:
@@ -142,26 +145,77 @@ class GridJob:
 
     def save(self, folder: Path, arrays: dict[str, np.ndarray]) -> Path:
         """Write the result atomically to folder/<key>.npz, with the job's identity."""
-        meta = np.array(json.dumps(self.identity(), sort_keys=True, default=str))
+        meta = np.array(self.identity_json())
         return results.save_npz(folder / f"{self.key}.npz", {**arrays, "identity": meta})
 
-    def load(self, folder: Path) -> dict[str, np.ndarray] | None:
-        """The saved result, or None if absent, unreadable or not this job's."""
+    def load(self, folder: Path) -> tuple[dict[str, np.ndarray] | None, str | None]:
+        """(saved result, None), or (None, why not): absent, unreadable, or not this job's."""
         path = folder / f"{self.key}.npz"
         if not path.is_file():
-            return None
+            return None, None
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except Exception:  # a damaged file is recomputed
-            return None
-        ident = json.dumps(self.identity(), sort_keys=True, default=str)
-        if str(arrays.pop("identity", "")) != ident:
-            return None
-        shape = (self.epochs, self.n_settings)
-        if arrays.get("val_ce", np.empty(0)).shape != shape:
-            return None
-        return arrays
+        except Exception as e:  # noqa: BLE001 - any damage (truncated zip, bad header, ...) means recompute
+            return None, f"{path.name}: unreadable ({type(e).__name__}: {e}); recomputing"
+        if str(arrays.pop("identity", "")) != self.identity_json():
+            return None, f"{path.name}: holds another job's result; recomputing"
+        problem = self.check_arrays(arrays)
+        if problem:
+            return None, f"{path.name}: {problem}; recomputing"
+        return arrays, None
+
+    def check_arrays(self, arrays: dict) -> str | None:
+        """None if `arrays` has exactly this job's result names, shapes and dtypes, else what is wrong."""
+        E, S = self.epochs, self.n_settings
+        want = {"val_ce": ((E, S), "f"), "val_accuracy": ((E, S), "f"),
+                "train_ce": ((len(self.grid_epochs), S), "f"), "diverged_epoch": ((S,), "i")}
+        if set(arrays) != set(want):
+            return f"arrays {sorted(arrays)} instead of {sorted(want)}"
+        for k, (shape, kind) in want.items():
+            a = arrays[k]
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.kind != kind:
+                return f"{k!r} is not a {shape} array of kind {kind!r}"
+        return None
+
+    def identity_json(self) -> str:
+        return json.dumps(self.identity(), sort_keys=True, default=str)
+
+
+def stale_reason(saved: dict, job: GridJob) -> str | None:
+    """Why a saved job's identity `saved` that matches `job` in everything but code and environment
+    cannot be reused (None if it differs in the settings too: a different job)."""
+    mine = json.loads(job.identity_json())  # as stored: lists, not tuples
+    if {k: v for k, v in saved.items() if k not in ("code", "env", "dlhw")} != \
+            {k: v for k, v in mine.items() if k not in ("code", "env")}:
+        return None
+    why = []
+    if saved.get("code") != mine["code"]:
+        why.append(f"computed by other code (fingerprint {saved.get('code', 'none')} -> {mine['code']})")
+    env0, env1 = saved.get("env") or {}, mine["env"]
+    if env0.get("numpy") != env1["numpy"]:
+        why.append(f"numpy {env0.get('numpy')} -> {env1['numpy']}")
+    if env0.get("blas") != env1["blas"]:
+        why.append(f"BLAS {env0.get('blas')} -> {env1['blas']}")
+    return ", ".join(why) or None
+
+
+def saved_identities(folder: Path) -> dict[str, dict]:
+    """file name -> stored identity of every readable jobs/*.npz (for explaining non-reuse)."""
+    out = {}
+    for p in sorted(folder.glob("*.npz")):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                out[p.name] = json.loads(str(z["identity"]))
+        except Exception:  # noqa: BLE001 - unreadable files are reported by GridJob.load
+            continue
+    return out
+
+
+def stackable(cfg: Config) -> bool:
+    """Whether a grid of `cfg` trains as stacks: softmax regression under plain SGD. Momentum's
+    velocity would cost a pass over the whole stack per step, so it trains one setting at a time."""
+    return cfg.model.kind == "softmax" and cfg.train.optimizer == "sgd"
 
 
 def _nanmin(v: np.ndarray) -> float:
@@ -197,7 +251,7 @@ def make_jobs(cfg: Config, data_dir: str | None = None, max_stack: int = MAX_STA
     """Split the grid into jobs: per seed and batch size, chunks of (lr, alpha) pairs."""
     g = cfg.grid
     pairs = [(lr, a) for lr in g.learning_rate for a in g.alpha]
-    chunk = max_stack if cfg.model.kind == "softmax" else 1
+    chunk = max_stack if stackable(cfg) else 1
     n_chunks = math.ceil(len(pairs) / chunk)
     size = math.ceil(len(pairs) / n_chunks)  # even chunks
     E = max(g.epochs)

@@ -27,8 +27,8 @@ import numpy as np
 
 from dlhw.store import files as results
 from dlhw.config import Config
-from dlhw.errors import RunError
-from dlhw.grid.jobs import GridJob, make_jobs
+from dlhw.errors import RunError, WriteError
+from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
 from dlhw.store.lock import RunLock
@@ -109,8 +109,11 @@ class _Log:
         self.path = path
 
     def __call__(self, msg: str) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(f"{datetime.now().isoformat(timespec='seconds')} {msg}\n")
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(f"{datetime.now().isoformat(timespec='seconds')} {msg}\n")
+        except OSError as e:
+            raise WriteError(f"{self.path}: cannot write ({e.strerror or e}); saved jobs are intact.") from None
 
 
 def estimate_seconds(jobs: list[GridJob], workers: int, retrain: GridJob | None = None) -> float:
@@ -138,7 +141,7 @@ def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
 def _retrain_job(cfg: Config) -> GridJob:
     """A stand-in for the final retrain (one setting, the longest epoch count), for estimates."""
     g = cfg.grid
-    return GridJob(cfg.replace(model={"kind": cfg.model.kind}), min(g.batch_size), g.seeds[0],
+    return GridJob(cfg, min(g.batch_size), g.seeds[0],
                    (g.learning_rate[0],), (g.alpha[0],), max(g.epochs), ())
 
 
@@ -161,11 +164,7 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     folder.mkdir(parents=True, exist_ok=True)
     log = _Log(run_dir / "grid.log")
     jobs = make_jobs(cfg, data_dir, **({"max_stack": max_stack} if max_stack else {}))
-    outputs: dict[str, dict] = {}
-    for j in jobs:
-        saved = j.load(folder)
-        if saved is not None:
-            outputs[j.key] = saved
+    outputs = _load_saved(jobs, folder, log)
     missing = [j for j in jobs if j.key not in outputs]
     log(f"grid {cfg.name}: {cfg.grid.size} settings, {len(jobs)} jobs, {len(outputs)} loaded from {folder}, "
         f"{len(missing)} to run with {workers} worker(s)")
@@ -177,9 +176,9 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
                          default=math.inf)
         _run_missing(missing, folder, workers, _Progress(pbar, saved_best), log, run_dir, len(jobs))
     for j in missing:
-        out = j.load(folder)
+        out, why = j.load(folder)
         if out is None:
-            raise RuntimeError(f"job {j.key} finished but its result file is missing")
+            raise RuntimeError(f"job {j.key} finished but its result file is {why or 'missing'}")
         outputs[j.key] = out
     grid_seconds = time.perf_counter() - t0
 
@@ -215,11 +214,32 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
                       round(grid_seconds, 3))
 
 
+def _load_saved(jobs: list[GridJob], folder: Path, log) -> dict[str, dict]:
+    """The saved results of `jobs` that can be trusted; grid.log says why any other was not reused."""
+    outputs: dict[str, dict] = {}
+    for j in jobs:
+        saved, why = j.load(folder)
+        if saved is not None:
+            outputs[j.key] = saved
+        elif why:
+            log(f"job {j.key}: {why}")
+    missing = [j for j in jobs if j.key not in outputs]
+    if missing:
+        others = saved_identities(folder)
+        for j in missing:
+            for name, ident in others.items():
+                why = stale_reason(ident, j)
+                if why:
+                    log(f"job {j.key}: not reusing {name}: {why}")
+                    break
+    return outputs
+
+
 def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_extra: dict):
     """Retrain the chosen setting (on train+val by default) and evaluate it on test."""
     from dlhw.training.run import train_run
     from dlhw.data.prepare import prepare
-    from dlhw.training.loop import batches_per_epoch
+    from dlhw.training.rules import batches_per_epoch
 
     g = cfg.grid
     chosen = cfg.replace(train={"batch_size": best["batch_size"], "learning_rate": best["learning_rate"],
@@ -349,7 +369,7 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
         "ten best settings:",
         f"{'batch':>6} {'lr':>9} {'epochs':>6} {'alpha':>9} {'train CE':>9} {'val CE':>8} {'val acc':>8}",
     ]
-    for r in rank(res.rows, g.select_by):
+    for r in rank(res.rows, g.select_by, 10):
         lines.append(f"{r['batch_size']:>6} {r['learning_rate']:>9.4g} {r['epochs']:>6} {r['alpha']:>9.3g} "
                      f"{r['train_ce']:>9.4f} {r['val_ce']:>8.4f} {r['val_accuracy']:>8.2%}")
     lines.append(f"results: {res.run_dir}")

@@ -55,16 +55,15 @@ def assemble(cfg: Config, jobs: list[GridJob], outputs: list[dict]) -> tuple[lis
     return rows, curves
 
 
+def rank(rows: list[dict], by: str = "val_ce", n: int | None = None) -> list[dict]:
+    """Rows that did not diverge and have a finite `by`, best first (lowest CE, highest accuracy;
+    the earlier row first on ties); the first `n` of them."""
+    ok = [r for r in rows if not r.get("diverged") and isinstance(r.get(by), (int, float)) and math.isfinite(r[by])]
+    ok.sort(key=lambda r: -r[by] if by.endswith("accuracy") else r[by])
+    return ok if n is None else ok[:n]
+
+
 def select(rows: list[dict], by: str = "val_ce") -> dict | None:
-    """The best non-diverged row: lowest val_ce or highest val_accuracy (first on ties)."""
-    ok = [r for r in rows if not r["diverged"] and r.get(by) is not None and math.isfinite(r[by])]
-    if not ok:
-        return None
-    if by == "val_ce":
-        return min(ok, key=lambda r: r["val_ce"])
-    return max(ok, key=lambda r: r["val_accuracy"])
-
-
-def rank(rows: list[dict], by: str = "val_ce", n: int = 10) -> list[dict]:
-    ok = [r for r in rows if not r["diverged"] and r.get(by) is not None]
-    return sorted(ok, key=lambda r: r[by] if by == "val_ce" else -r[by])[:n]
+    """The best row by `rank`, or None when every setting diverged."""
+    best = rank(rows, by, 1)
+    return best[0] if best else None

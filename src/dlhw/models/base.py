@@ -47,8 +47,8 @@ class Model:
         """Mean CE and accuracy over (X, y) in eval mode, in fixed chunks."""
         ce, correct = 0.0, 0
         for i in range(0, X.shape[0], EVAL_CHUNK):
-            c, k = cross_entropy(self.loss(X[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK])
-            ce, correct = ce + c, correct + k
+            c, k = cross_entropy(self.loss(X[i:i + EVAL_CHUNK]), y[i:i + EVAL_CHUNK], overwrite=True)
+            ce, correct = ce + float(c), correct + int(k)
         n = max(X.shape[0], 1)
         return {"ce": ce / n, "accuracy": correct / n}
 

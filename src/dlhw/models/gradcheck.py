@@ -28,6 +28,15 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))) if a.size else 0.0
 
 
+def normwise_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |b|: the error relative to the reference b's scale.
+
+    Normwise rather than elementwise, so that components near 0 (a softmax probability of 1e-5,
+    say) are not judged by their own tiny size; `dlhw check` judges claims with it."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+
 def check_model_gradients(model, X: np.ndarray, y: np.ndarray, h: float = 1e-6, rng_seed: int = 0) -> dict[str, float]:
     """Relative error of every parameter's analytic gradient vs finite differences.
 

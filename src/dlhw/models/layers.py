@@ -35,13 +35,24 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
     return loss, dz
 
 
-def cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """Summed CE and count of correct argmax predictions (for chunked evaluation)."""
-    logp = log_softmax(z)
+def cross_entropy(z: np.ndarray, y: np.ndarray, overwrite: bool = False):
+    """Summed CE and count of correct predictions of logits z (N, K) or (N, K, S) against labels y (N,).
+
+    The one metric rule of every training loop (single model and stacked settings alike):
+    CE_i = log sum_k exp(z_ik) - z_iy, with the max shifted out and the sum of exponentials
+    accumulated in float64; row i is correct when the first argmax of z_i is y_i (a tie goes to
+    the lower class index). Returns scalars for 2-D z, arrays (S,) for 3-D z.
+    overwrite: z may be used as scratch space (saves a copy of a large stack of logits).
+    """
     n = z.shape[0]
-    ce = -float(logp[np.arange(n), y].sum(dtype=np.float64))
-    correct = int((z.argmax(axis=1) == y).sum())
-    return ce, correct
+    if not overwrite:
+        z = z.copy()
+    correct = (z.argmax(axis=1) == y.reshape((n,) + (1,) * (z.ndim - 2))).sum(axis=0)
+    z -= z.max(axis=1, keepdims=True)
+    zy = z[np.arange(n), y]  # (N,) or (N, S)
+    np.exp(z, out=z)
+    lse = np.log(z.sum(axis=1, dtype=np.float64))
+    return (lse - zy).sum(axis=0), correct
 
 
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:

@@ -9,11 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlhw.models.base import Model
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """sigma(z) = 1 / (1 + e^-z) as exp(-log(1 + e^-z)): no overflow for any finite z."""
-    return np.exp(-np.logaddexp(0, -z))
+from dlhw.models.layers import sigmoid
 
 
 def binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import yaml
 
 from dlhw.store import files as results
 from dlhw.errors import RunError
+from dlhw.grid.select import rank
 
 SPLITS = ("train", "val", "test")
 LOSS_NAMES = {"ce": "cross-entropy", "mse": "mean squared error", "loss": "loss"}
@@ -142,6 +143,4 @@ def better(metric: str) -> Callable:
 
 def ranked_settings(run: RunFiles) -> list[dict]:
     """grid.csv rows that did not diverge, best first by the run's selection metric."""
-    m = run.select_by
-    rows = [r for r in run.grid or [] if usable(r, m)]
-    return sorted(rows, key=lambda r: -r[m] if m.endswith("accuracy") else r[m])
+    return rank(run.grid or [], run.select_by)

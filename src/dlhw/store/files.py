@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from dlhw.errors import RunError
+from dlhw.errors import RunError, WriteError
 
 
 def _umask() -> int:
@@ -30,8 +30,36 @@ _UMASK = _umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` via a temp file + fsync + rename."""
-    path = Path(path)
+    """Write `data` to `path` via a temp file + fsync + rename; a failure leaves no temp file
+    and the previous `path` intact, and raises a WriteError naming the file and the OS error."""
+    return write_all([(Path(path), data)])[0]
+
+
+def write_all(items: list[tuple[Path, bytes]]) -> list[Path]:
+    """Write several files as one step: every file goes to a temp file (fsynced) first, and only when
+    all are on disk are they renamed into place, in the order given (put the file that marks
+    completion last). If any write fails, every temp file is removed and no target changes."""
+    tmps: list[str] = []
+    try:
+        for path, data in items:
+            tmps.append(_write_temp(path, data))
+        for (path, _), tmp in zip(items, tmps):
+            os.replace(tmp, path)
+    except OSError as e:
+        for tmp in tmps:
+            Path(tmp).unlink(missing_ok=True)
+        where = e.filename if isinstance(e.filename, str) and not e.filename.endswith(".tmp") else None
+        failed = Path(where) if where else items[min(len(tmps), len(items) - 1)][0]
+        raise WriteError(f"{failed}: cannot write ({e.strerror or e}); files written before it are intact.") from None
+    except BaseException:
+        for tmp in tmps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return [p for p, _ in items]
+
+
+def _write_temp(path: Path, data: bytes) -> str:
+    """`data` in a fsynced temp file beside `path`; its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -40,11 +68,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return tmp
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -66,8 +93,12 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(_clean(obj), indent=2) + "\n").encode("utf-8")
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
+    return atomic_write_bytes(path, json_bytes(obj))
 
 
 def read_json(path: str | Path) -> Any:
@@ -81,6 +112,11 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str] | None = None) -> Path:
+    return atomic_write_bytes(path, csv_bytes(rows, columns))
+
+
+def csv_bytes(rows: Iterable[dict], columns: list[str] | None = None) -> bytes:
+    """CSV text of `rows` (columns: given, or every key in order of appearance), exact float reprs."""
     rows = list(rows)
     if columns is None:
         columns = []
@@ -91,7 +127,7 @@ def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str] | None 
     w.writeheader()
     for r in rows:
         w.writerow({k: _fmt(r.get(k)) for k in columns})
-    return atomic_write_text(path, buf.getvalue())
+    return buf.getvalue().encode("utf-8")
 
 
 def _fmt(v: Any) -> Any:
@@ -126,10 +162,14 @@ def _parse(v: str) -> Any:
     return v
 
 
-def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    return atomic_write_bytes(path, npz_bytes(arrays))
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

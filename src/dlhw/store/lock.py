@@ -1,58 +1,78 @@
-"""A lock file per run folder, so two processes never write the same run."""
+"""One writer per run folder: an OS-level lock that the kernel releases when its holder dies.
+
+The lock is `folder/.lock`, held with `filelock` (flock on Linux and macOS, msvcrt on Windows), so
+there is no pid-liveness guessing: a crashed or killed holder never blocks the next run, and two
+runs that start at once cannot both win. The holder's pid and command are written to
+`folder/.lock.info` only so that a refused run can say who holds the folder.
+
+Re-entrant within a process: the grid holds its folder's lock and its retrain (`dlhw train`'s
+code) takes the same lock again.
+"""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from dlhw.errors import RunError
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+_HELD: dict[str, list] = {}  # resolved lock path -> [FileLock, depth], this process's locks
 
 
 class RunLock:
-    """`with RunLock(folder):` holds `folder/.lock` (containing our pid).
+    """`with RunLock(folder):` holds `folder/.lock`; a folder in use is a RunError (exit 2).
 
-    A lock held by a live process is refused with a RunError; the lock of a
-    process that no longer exists (killed, crashed) is taken over.
+    Creates `folder` first: a path that is a file, or cannot be created, is a RunError too,
+    before any work starts.
     """
 
     def __init__(self, folder: str | Path):
-        self.path = Path(folder) / ".lock"
+        self.folder = Path(folder)
+        self.path = self.folder / ".lock"
+        self.info = self.folder / ".lock.info"
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                pid = self._holder()
-                if pid is not None and pid != os.getpid() and _alive(pid):
-                    raise RunError(f"{self.path.parent}: in use by another dlhw process (pid {pid}); "
-                                   f"wait for it to finish, or use another --out folder.") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
+        make_run_dir(self.folder)
+        key = str(self.path.resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
             return
-        raise RunError(f"{self.path}: could not take the lock file.")
-
-    def _holder(self) -> int | None:
+        lock = FileLock(str(self.path), timeout=0)
         try:
-            return int(self.path.read_text().strip() or "x")
-        except (OSError, ValueError):
-            return None
+            lock.acquire()
+        except Timeout:
+            raise RunError(f"{self.folder}: in use by another dlhw process{self._holder()}; "
+                           f"wait for it to finish, or use another --out folder.") from None
+        except OSError as e:
+            raise RunError(f"{self.path}: cannot take the lock ({e.strerror or e}).") from None
+        _HELD[key] = [lock, 1]
+        try:
+            self.info.write_text(f"pid {os.getpid()}: {' '.join(sys.argv)}\n", encoding="utf-8")
+        except OSError:
+            pass  # information only
+
+    def _holder(self) -> str:
+        try:
+            text = self.info.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
+        return f" ({text})" if text else ""
 
     def release(self) -> None:
-        if self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        key = str(self.path.resolve())
+        held = _HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _HELD[key]
+            try:
+                self.info.unlink(missing_ok=True)
+            except OSError:
+                pass
+            held[0].release()
 
     def __enter__(self) -> "RunLock":
         self.acquire()
@@ -60,3 +80,13 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def make_run_dir(folder: Path) -> None:
+    """Create the run folder, or one line saying why it cannot be one."""
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{folder}: is a file, not a folder; give --out a folder path.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{folder}: cannot create the run folder ({e.strerror or e}).") from None

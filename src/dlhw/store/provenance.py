@@ -1,6 +1,7 @@
 """Provenance: what produced a result (code version, numpy, BLAS, platform, data checksums)."""
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 import sys
@@ -60,3 +61,37 @@ def manifest(*, seed: int, data_sha256: dict, started: datetime, argv: list[str]
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+# The modules whose code decides what a grid job computes: the models, the training rules and
+# loops, the data pipeline (decoding, split, preprocessing), the config defaults and the jobs.
+RESULT_CODE = ("config.py", "models", "training", "data", "grid/jobs.py")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (first 16 hex digits) of the source of every module in `RESULT_CODE`.
+
+    Any edit there, a comment included, changes it: a saved job is then recomputed rather
+    than trusted (it is cheaper to recompute than to prove an edit harmless)."""
+    global _CODE_FP
+    if _CODE_FP is None:
+        pkg = Path(dlhw.__file__).resolve().parent
+        h = hashlib.sha256()
+        for entry in RESULT_CODE:
+            p = pkg / entry
+            for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+                h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        _CODE_FP = h.hexdigest()[:16]
+    return _CODE_FP
+
+
+_CODE_FP: str | None = None
+
+
+def numeric_env() -> dict:
+    """What decides the rounding of the same code: numpy's version and the BLAS library
+    (implementation, version, CPU architecture kernel) as threadpoolctl reports it."""
+    return {"numpy": np.__version__,
+            "blas": [{k: b.get(k) for k in ("internal_api", "version", "architecture")} for b in blas_info()]}

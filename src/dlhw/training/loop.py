@@ -1,22 +1,11 @@
-"""Mini-batch training loop and its history.
+"""The single-model training loop (`fit`) and its history.
 
-Shuffling: epoch e (1-based) visits the training rows in the order
-`epoch_permutation(n, seed, e)`, a function of (seed, epoch) only, so every
-setting trained with the same batch size and seed sees the same mini-batches
-(the grid engine relies on this). The last partial batch is kept.
-
-Iterate averaging (`train.average: epoch`, Polyak-Ruppert over one epoch):
-the model reported at any point of an epoch - evaluated, saved, returned - is
-the mean of the weights after each SGD step of that epoch so far; SGD itself
-goes on from the last iterate. At a constant learning rate the last iterate
-rattles around the optimum with a spread that grows with the learning rate;
-the mean over an epoch sits much closer to it (lower CE, steadier accuracy).
-Buffers that are not parameters (batch-norm running statistics) are the last
-iterate's.
+The rules it follows - shuffling and batches, divergence, iterate averaging, metrics - are
+`training.rules`, shared with the stacked grid engine. Buffers that are not parameters
+(batch-norm running statistics) are the last iterate's, also when averaging.
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,17 +14,9 @@ import numpy as np
 
 from dlhw.models import Model
 from dlhw.models.optim import OPTIMIZERS
+from dlhw.training.rules import IterateMean, epoch_batches, nonfinite
 
 Split = tuple[np.ndarray, np.ndarray]  # (X (N, D), y (N,))
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """Row order for `epoch` (1-based): seeded by (seed, epoch) alone."""
-    return np.random.default_rng([seed, 0, epoch]).permutation(n)
-
-
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)
 
 
 @dataclass
@@ -79,21 +60,21 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
     update = OPTIMIZERS[cfg.optimizer]
     states: dict[str, dict] = {k: {} for k in model.params}
     drop_rng = np.random.default_rng([cfg.seed, 2])  # stream 2 = dropout masks
-    avg = _IterateMean(model.params) if cfg.average == "epoch" else None
+    avg = IterateMean(model.params) if cfg.average == "epoch" else None
     it = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, epochs + 1):
-            order = epoch_permutation(n, cfg.seed, epoch)
             if avg:
                 avg.reset()
-            for start in range(0, n, cfg.batch_size):
+            seen = 0  # rows of this epoch visited so far
+            for idx in epoch_batches(n, cfg.batch_size, cfg.seed, epoch):
                 if max_steps is not None and it >= max_steps:
                     break
-                idx = order[start:start + cfg.batch_size]
+                seen += len(idx)
                 loss, grads = model.loss(X[idx], y[idx], rng=drop_rng)
                 it += 1
                 hist.batch_loss.append(loss)
-                if not math.isfinite(loss):
+                if nonfinite(loss):
                     hist.diverged, hist.diverged_epoch = True, epoch
                     hist.epochs_run, hist.iterations = epoch, it
                     return hist
@@ -103,9 +84,9 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
                     avg.add(model.params)
                 if on_step:
                     on_step(1)
-                if cfg.eval_every and it % cfg.eval_every == 0 and start + cfg.batch_size < n:
+                if cfg.eval_every and it % cfg.eval_every == 0 and seen < n:
                     with _reported(model, avg):
-                        hist.rows.append(_evaluate_point(model, None, evals, epoch - 1 + (start + len(idx)) / n, it))
+                        hist.rows.append(_evaluate_point(model, None, evals, epoch - 1 + seen / n, it))
             last = epoch == epochs or (max_steps is not None and it >= max_steps)
             with _reported(model, avg, keep=last):
                 hist.rows.append(_evaluate_point(model, train, evals, epoch, it))
@@ -115,26 +96,8 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
     return hist
 
 
-class _IterateMean:
-    """Running sum of parameter values over the steps of one epoch."""
-
-    def __init__(self, params: dict[str, np.ndarray]):
-        self.sums = {k: np.zeros_like(w) for k, w in params.items()}
-        self.count = 0
-
-    def reset(self) -> None:
-        for s in self.sums.values():
-            s.fill(0)
-        self.count = 0
-
-    def add(self, params: dict[str, np.ndarray]) -> None:
-        for k, w in params.items():
-            self.sums[k] += w
-        self.count += 1
-
-
 @contextmanager
-def _reported(model: Model, avg: _IterateMean | None, keep: bool = False):
+def _reported(model: Model, avg: IterateMean | None, keep: bool = False):
     """Within the block the model holds the reported weights (the epoch mean when
     averaging); afterwards the SGD iterate again, unless `keep`."""
     if avg is None or avg.count == 0:
@@ -142,7 +105,7 @@ def _reported(model: Model, avg: _IterateMean | None, keep: bool = False):
         return
     saved = {k: w.copy() for k, w in model.params.items()} if not keep else None
     for k, w in model.params.items():
-        np.divide(avg.sums[k], avg.count, out=w, casting="unsafe")
+        avg.mean(k, out=w)
     try:
         yield
     finally:
@@ -157,7 +120,7 @@ def _fit_newton(model, train, evals, epochs, hist, on_step) -> History:
     for epoch in range(1, epochs + 1):
         loss = model.newton_step(X, y)
         hist.batch_loss.append(loss)
-        if not math.isfinite(loss):
+        if nonfinite(loss):
             hist.diverged, hist.diverged_epoch = True, epoch
             break
         hist.rows.append(_evaluate_point(model, train, evals, epoch, epoch))

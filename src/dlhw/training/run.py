@@ -16,13 +16,15 @@ from threadpoolctl import threadpool_limits
 
 from dlhw.store import derived, files as results
 from dlhw.store import provenance
+from dlhw.store.lock import RunLock
 from dlhw.config import Config, dump_config, load_config
 from dlhw.data.preprocess import Preprocessor
 from dlhw.errors import RunError
 from dlhw.models import Model, build_model
 from dlhw.data.prepare import Prepared, prepare
 from dlhw.progress import bar
-from dlhw.training.loop import History, batches_per_epoch, fit
+from dlhw.training.loop import History, fit
+from dlhw.training.rules import batches_per_epoch
 
 
 TRAIN_THREADS = 1  # BLAS threads for a training run
@@ -47,9 +49,16 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
     epochs/max_steps override the config's epoch count (max_steps may end mid-epoch);
     extra/manifest_extra are merged into metrics.json/manifest.json.
     """
+    run_dir = Path(out_dir) if out_dir else cfg.run_dir
+    with RunLock(run_dir):  # refuses a folder in use, or a path that cannot be a folder, before any work
+        return _train_locked(cfg, run_dir, data_dir, progress, argv, retrain_on, epochs, prep, extra, max_steps,
+                             manifest_extra)
+
+
+def _train_locked(cfg, run_dir, data_dir, progress, argv, retrain_on, epochs, prep, extra, max_steps,
+                  manifest_extra) -> RunResult:
     started = provenance.now()
     t0 = time.perf_counter()
-    run_dir = Path(out_dir) if out_dir else cfg.run_dir
     derived.clear(run_dir)  # evaluations, figures and report of an earlier run here would contradict this one
     phase = "loading the data"
     try:
@@ -81,13 +90,12 @@ def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, 
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a run, before all its results were written: nothing of this run is saved
-    (write_run removes the old metrics.json first, so a half-written folder never looks finished)."""
+    """Ctrl-C during a run, before its results were written: nothing of this run is saved
+    (write_run writes the folder's files as one step)."""
 
     def __init__(self, phase: str, run_dir: Path):
-        saved = (f"{run_dir} is incomplete (no metrics.json)" if phase == "writing the run files" else
-                 f"nothing of this run is saved in {run_dir}")
-        super().__init__(f"interrupted while {phase}: {saved}; rerun the same command.")
+        super().__init__(f"interrupted while {phase}: nothing of this run is saved in {run_dir}; "
+                         f"rerun the same command.")
         self.phase, self.run_dir = phase, run_dir
 
 
@@ -134,20 +142,20 @@ def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
 
 def write_run(run_dir: Path, cfg: Config, model: Model, prep: Prepared, hist: History, metrics: dict,
               manifest: dict) -> None:
-    """Every file of a run folder, each written atomically; metrics.json last (it marks completion)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").unlink(missing_ok=True)  # an earlier run's: interrupted here, no false completion
-    results.atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    results.write_csv(run_dir / "history.csv", hist.rows)
-    results.write_csv(run_dir / "iterations.csv",
-                      ({"iteration": i + 1, "batch_loss": v} for i, v in enumerate(hist.batch_loss)),
-                      ["iteration", "batch_loss"])
+    """Every file of a run folder as one step (`files.write_all`): all are on disk before any is renamed
+    into place, metrics.json last (it marks completion). A failed write changes nothing in the folder."""
     arrays = {"kind": np.array(cfg.model.kind), "classes": np.array(prep.classes), **model.state()}
     if prep.pre is not None:
         arrays |= prep.pre.to_arrays()
-    results.save_npz(run_dir / "model.npz", arrays)
-    results.write_json(run_dir / "manifest.json", {**manifest, "derived": {"files": [], "figures": None}})
-    results.write_json(run_dir / "metrics.json", metrics)
+    results.write_all([
+        (run_dir / "config.yaml", dump_config(cfg).encode("utf-8")),
+        (run_dir / "history.csv", results.csv_bytes(hist.rows)),
+        (run_dir / "iterations.csv", results.csv_bytes(
+            ({"iteration": i + 1, "batch_loss": v} for i, v in enumerate(hist.batch_loss)), ["iteration", "batch_loss"])),
+        (run_dir / "model.npz", results.npz_bytes(arrays)),
+        (run_dir / "manifest.json", results.json_bytes({**manifest, "derived": {"files": [], "figures": None}})),
+        (run_dir / "metrics.json", results.json_bytes(metrics)),
+    ])
 
 
 # --------------------------------------------------------------------------- reloading

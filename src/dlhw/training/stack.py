@@ -1,10 +1,11 @@
 """Stacked softmax regression: many (learning rate, alpha) settings trained at once.
 
-All settings share the mini-batch order (`train.epoch_permutation`), so one SGD
+All settings share the mini-batch order (`rules.epoch_batches`), so one SGD
 step for S settings is two matrix products on weights laid side by side,
 V (D, K*S) with column k*S + s holding class k of setting s, instead of a
-Python loop over settings. Each setting's result is the result `train.fit`
-gives for it alone, up to float rounding.
+Python loop over settings. Each setting's result is the result `loop.fit`
+gives for it alone, up to float rounding: both follow `training.rules` (batches,
+divergence, averaging, metrics). Plain SGD only: other optimisers train unstacked.
 
 One class for free: from zero weights, every gradient X^T (P - Y) has columns
 summing to zero over the classes (rows of P - Y sum to 0), and decay keeps
@@ -32,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from dlhw.models.base import EVAL_CHUNK
-from dlhw.training.loop import batches_per_epoch, epoch_permutation
+from dlhw.training.rules import IterateMean, cross_entropy, epoch_batches, nonfinite
 
 RESCALE_LO, RESCALE_HI = 1e-3, 1e3  # fold c back into V outside this band (keeps V well scaled)
 
@@ -47,20 +48,6 @@ class StackResult:
     diverged_epoch: np.ndarray | None = None  # (S,) int, 0 = never
     W: np.ndarray | None = None  # (S, D, K) final true weights, if asked
     b: np.ndarray | None = None  # (S, K)
-
-
-def _ce_counts(Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Summed CE (S,) and correct counts (S,) of logits Z (N, K, S); Z is overwritten.
-
-    A row counts as correct when the true class holds the maximum logit.
-    """
-    n = Z.shape[0]
-    Z -= Z.max(axis=1, keepdims=True)
-    zy = Z[np.arange(n), y, :]  # (N, S), 0 where the true class holds the max
-    correct = (zy == 0).sum(axis=0)
-    np.exp(Z, out=Z)
-    lse = np.log(Z.sum(axis=1, dtype=np.float64))  # (N, S)
-    return (lse - zy).sum(axis=0), correct
 
 
 def logits(X: np.ndarray, V: np.ndarray, c: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -84,7 +71,7 @@ def stack_metrics(X: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, b:
     buf = np.empty((min(EVAL_CHUNK, X.shape[0]), K * S), dtype=V.dtype)
     for i in range(0, X.shape[0], EVAL_CHUNK):
         Z = logits(X[i:i + EVAL_CHUNK], V, c, b, buf)
-        s, k = _ce_counts(Z, y[i:i + EVAL_CHUNK])
+        s, k = cross_entropy(Z, y[i:i + EVAL_CHUNK], overwrite=True)
         ce += s
         correct += k
     m = max(X.shape[0], 1)
@@ -122,9 +109,9 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     zbuf = np.empty((batch_size, K * S), dtype=dt)
     gbuf = np.empty_like(V)
     if average:
-        A, Ab = np.zeros_like(V), np.zeros_like(b)  # sums of the epoch's true weights and biases
+        avg = IterateMean({"V": V, "b": b})  # sums of the epoch's true weights and biases
+        A, Ab = avg.sums["V"], avg.sums["b"]
         ones = np.ones(S)
-        steps = batches_per_epoch(n, batch_size)  # iterates per epoch (the last partial batch counts)
     step_lr = lr.copy()  # lr for live settings, 0 for frozen ones
     all_rows = np.arange(batch_size)
     Xv, yv = val
@@ -133,13 +120,10 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                       diverged_epoch=div_epoch)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, epochs + 1):
-            order = epoch_permutation(n, seed, epoch)
             averaging = average and epoch in record
             if averaging:
-                A.fill(0)
-                Ab.fill(0)
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
+                avg.reset()
+            for idx in epoch_batches(n, batch_size, seed, epoch):
                 B = idx.shape[0]
                 xb, yb = X[idx], y[idx]
                 rows = all_rows[:B]
@@ -149,7 +133,7 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                 np.exp(Z, out=Z)
                 ssum = Z.sum(axis=1)  # (B, S)
                 ce = (np.log(ssum) - zy).sum(axis=0)  # (S,) summed mini-batch CE
-                bad = alive & ~np.isfinite(ce)
+                bad = alive & nonfinite(ce)
                 if bad.any():
                     alive &= ~bad
                     step_lr[bad] = 0  # frozen settings take no step
@@ -180,16 +164,13 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                     c[out] = 1.0
                 if averaging:
                     np.multiply(V, np.tile(c.astype(dt), K - 1), out=gbuf)  # true weights, class-major
-                    A += gbuf
-                    Ab += b
+                    avg.add({"V": gbuf, "b": b})
             if epoch not in record:
                 if on_epoch:
                     on_epoch(epoch, res.val_ce[epoch - 1])
                 continue
             if average:
-                A /= dt.type(steps)
-                Ab /= dt.type(steps)
-                Vr, cr, br = A, ones, Ab  # the reported model: this epoch's mean
+                Vr, cr, br = avg.mean("V"), ones, avg.mean("b")  # the reported model: this epoch's mean
             else:
                 Vr, cr, br = V, c, b
             vce, vacc = stack_metrics(Xv, yv, Vr, cr, br)
