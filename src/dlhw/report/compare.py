@@ -200,6 +200,10 @@ def plot_validation(run_dirs: list[str | Path], path: str | Path, labels: list[s
             ax.set_title(f"Validation {'accuracy' if m == 'accuracy' else 'cross-entropy'} vs epochs")
             ax.set_xlim(left=0)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 2.5
-        axes[0][0].legend(fontsize=8)
+        if len(runs) <= 3:
+            axes[0][0].legend(fontsize=8)
+        else:  # many runs: below the plots, where the legend hides no curve
+            fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
+                       ncols=min(3, len(runs)), fontsize=8)
         fig.suptitle(f"Comparison of {len(runs)} runs", fontsize=11)
     return path
