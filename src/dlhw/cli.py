@@ -58,9 +58,9 @@ def _set_hint(cmd: click.Command, option: str, args: list[str]) -> str:
     keys = [f"{sec}.{k}" for sec, (_, rules) in SCHEMA.items() for k in rules]
     prefer = "grid" if cmd.name == "grid" else "train"
     leaf = {k: k.partition(".")[2] for k in keys}
-    exact = sorted((k for k in keys if word in (k, leaf[k])), key=lambda k: not k.startswith(prefer + "."))
-    close = exact or [k for k in keys if leaf[k] in difflib.get_close_matches(word, list(leaf.values()), n=1)]
-    close.sort(key=lambda k: not k.startswith(prefer + "."))
+    close = [k for k in keys if word in (k, leaf[k])] or [
+        k for k in keys if leaf[k] in difflib.get_close_matches(word, list(leaf.values()), n=1)]
+    close.sort(key=lambda k: not k.startswith(prefer + "."))  # the command's own section first
     value = "VALUE"
     for i, a in enumerate(args):
         if a.startswith(option + "="):
