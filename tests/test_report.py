@@ -74,7 +74,8 @@ def test_compare_two_runs(tmp_path):
     b = make_train_run(tmp_path / "b", lr=0.2, alpha=0.0)
     g = make_grid_run(tmp_path / "g")
     out = tmp_path / "cmp.csv"
-    r = CliRunner().invoke(cli, ["compare", str(a), str(b), str(g), "--csv", str(out), "--plot", str(tmp_path / "v.png")])
+    r = CliRunner().invoke(cli, ["compare", str(a), str(b), str(g), "--csv", str(out), "--plot", str(tmp_path / "v.png"),
+                                 "--wide"])  # one table, however wide (test_tables.py: fitting the terminal)
     assert r.exit_code == 0, r.output
     head, rule, *rows = r.output.splitlines()[:5]
     assert head.split()[:3] == ["run", "train.batch_size", "train.learning_rate"]

@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import errno
 import sys
+import textwrap
 from pathlib import Path
 
 import click
 
 import dlhw
 from dlhw.config import Config, load_config
-from dlhw.errors import ConfigError
+from dlhw.errors import ConfigError, RunError
 
-CONFIG = click.option("--config", "config_path", required=True, metavar="FILE",
-                      help="YAML experiment config, e.g. configs/softmax_train.yaml.")
+def config_option(example: str):
+    return click.option("--config", "config_path", required=True, metavar="FILE",
+                        help=f"YAML experiment config, e.g. {example}.")
+
+
 SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                    help="Override a config value (dotted key, YAML value); repeatable.")
 OUT = click.option("--out", "out_dir", default=None, metavar="DIR",
@@ -22,10 +26,86 @@ DATA_DIR = click.option("--data-dir", default=None, metavar="DIR",
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Command):
+    """A command whose usage mistakes around config values point at `--set KEY=VALUE`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        typed = list(args)  # the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            e.message += _set_hint(self, e.option_name, typed)
+            raise
+        except click.UsageError as e:
+            if "unexpected extra argument" in e.message and _has_set(self):
+                e.message = e.message.rstrip(".") + "." + _extra_argument_hint(typed)
+            raise
+
+
+def _has_set(cmd: click.Command) -> bool:
+    return any(p.name == "overrides" for p in cmd.params)
+
+
+def _set_hint(cmd: click.Command, option: str, args: list[str]) -> str:
+    """'--epochs 5' -> ' Config values are set with --set KEY=VALUE, e.g. --set train.epochs=5.'"""
+    if not _has_set(cmd):
+        return ""
+    import difflib
+
+    from dlhw.config import SCHEMA
+
+    word = option.lstrip("-").replace("-", "_")
+    keys = [f"{sec}.{k}" for sec, (_, rules) in SCHEMA.items() for k in rules]
+    prefer = "grid" if cmd.name == "grid" else "train"
+    leaf = {k: k.partition(".")[2] for k in keys}
+    close = [k for k in keys if word in (k, leaf[k])] or [
+        k for k in keys if leaf[k] in difflib.get_close_matches(word, list(leaf.values()), n=1)]
+    close.sort(key=lambda k: not k.startswith(prefer + "."))  # the command's own section first
+    value = "VALUE"
+    for i, a in enumerate(args):
+        if a.startswith(option + "="):
+            value = a.partition("=")[2]
+        elif a == option and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            value = args[i + 1]
+    if close:
+        return f" Config values are set with --set KEY=VALUE, e.g. --set {close[0]}={value}."
+    return " Config values are set with --set KEY=VALUE (e.g. --set train.epochs=5)."
+
+
+def _extra_argument_hint(args: list[str]) -> str:
+    """'--set train.epochs 5' -> ' --set takes KEY=VALUE as one word: --set train.epochs=5.'"""
+    for i, a in enumerate(args[:-2]):
+        if a == "--set" and "=" not in args[i + 1] and not args[i + 2].startswith("-"):
+            return f" --set takes KEY=VALUE as one word: --set {args[i + 1]}={args[i + 2]}."
+    return " Config values are set with --set KEY=VALUE (one word, e.g. --set train.epochs=5)."
+
+
+class _Group(click.Group):
+    """`dlhw --help` lists each command with its whole summary (wrapped, not cut off)."""
+
+    command_class = _Command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+_Group.group_class = _Group
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(dlhw.__version__, prog_name="dlhw")
 def cli() -> None:
     """Reproduce deep-learning homework results exactly, quickly and verifiably."""
+
+
+def _interrupted(message: str) -> None:
+    """Ctrl-C: one line saying what is saved and how to finish, exit code 130."""
+    click.echo(message, err=True)
+    sys.exit(130)
 
 
 def _count(n: int, what: str) -> str:
@@ -42,7 +122,7 @@ def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, dat
 
 
 @cli.command()
-@CONFIG
+@config_option("configs/softmax_train.yaml")
 @SET
 @OUT
 @DATA_DIR
@@ -50,13 +130,22 @@ def _load(config_path: str, overrides: tuple[str, ...], out_dir: str | None, dat
 @click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
 def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     """Train one setting (the config's `train:` values) and write its run folder."""
-    from dlhw.training.run import summary_lines, train_run
+    from dlhw.training.run import Interrupted, summary_lines, train_run
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
+    if (cfg.run_dir / "grid.csv").is_file() or (cfg.run_dir / "jobs").is_dir():
+        raise RunError(f"{cfg.run_dir}: holds a grid run (grid.csv, jobs/); one training run there would sit beside "
+                       f"grid results it does not match. Give another folder, e.g. --out {cfg.run_dir}_train.")
     if cfg.grid is not None:
-        click.echo(f"note: {config_path} has a 'grid' section; `dlhw train` trains the 'train' values only "
+        added = [o for o in overrides if o.partition("=")[0].strip().startswith("grid.")]
+        where = (f"--set {added[0]} adds a 'grid' section" if added and load_config(config_path).grid is None
+                 else f"{config_path} has a 'grid' section")
+        click.echo(f"note: {where}; `dlhw train` trains the 'train' values only "
                    f"(the grid was not run; use `dlhw grid`).", err=True)
-    res = train_run(cfg, progress=not quiet, argv=sys.argv)
+    try:
+        res = train_run(cfg, progress=not quiet, argv=sys.argv)
+    except Interrupted as e:
+        _interrupted(str(e))
     m = res.metrics
     avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {_count(m['epochs_run'], 'epoch')}{avg}, "
@@ -68,11 +157,13 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
         sys.exit(1)
     for line in summary_lines(m):
         click.echo(line)
+    if m.get("warning"):
+        click.echo(f"warning: {m['warning']}", err=True)
     _finish(res.run_dir, no_plots)
 
 
 @cli.command()
-@CONFIG
+@config_option("configs/softmax_small.yaml (32 settings) or configs/softmax.yaml (4,096)")
 @SET
 @OUT
 @DATA_DIR
@@ -85,6 +176,7 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
 def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet, no_plots) -> None:
     """Run a hyperparameter grid (resumable), select the best setting, retrain it and test it."""
     from dlhw.grid.run import GridInterrupted, dry_run as plan, run_grid, summary
+    from dlhw.training.run import Interrupted
 
     cfg = _load(config_path, overrides, out_dir, data_dir)
     if cfg.grid is None:
@@ -96,10 +188,17 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
     try:
         res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=not quiet, argv=sys.argv)
     except GridInterrupted as e:
-        click.echo(str(e), err=True)
-        sys.exit(130)
+        _interrupted(str(e))
+    except Interrupted as e:  # in the retrain
+        _interrupted(f"interrupted while retraining the chosen setting ({e.phase}): every job of the grid is saved "
+                     f"in {cfg.run_dir / 'jobs'}; rerun the same command to finish (only the retrain runs again).")
+    except KeyboardInterrupt:  # loading the data, assembling or selecting
+        _interrupted(f"interrupted: the jobs finished so far are saved in {cfg.run_dir / 'jobs'}; "
+                     f"rerun the same command to resume.")
     for line in summary(res, cfg):
         click.echo(line)
+    if res.metrics.get("warning"):
+        click.echo(f"warning: the retrained model: {res.metrics['warning']}", err=True)
     _finish(res.run_dir, no_plots)
     if res.metrics.get("diverged"):
         click.echo(f"error: the retrain of the chosen setting diverged at epoch {res.metrics['diverged_epoch']} "
@@ -116,9 +215,14 @@ def eval_(run_dir, split, data_dir) -> None:
     """Reload a run's model and recompute CE and accuracy on one split."""
     from dlhw.training.run import evaluate_run
 
-    out = evaluate_run(run_dir, split, data_dir)
+    try:
+        out = evaluate_run(run_dir, split, data_dir)
+    except KeyboardInterrupt:
+        _interrupted(f"interrupted: no eval-{split}.json was written; rerun the same command.")
     for k, v in out.items():
-        click.echo(f"{k}: {v:.6f}" if isinstance(v, float) else f"{k}: {v}")
+        if isinstance(v, float):
+            v = f"{v:.2%}" if k.endswith("accuracy") else f"{v:.4f}"
+        click.echo(f"{k}: {v}")
     click.echo(f"wrote {Path(run_dir) / f'eval-{split}.json'}")
 
 
@@ -132,13 +236,18 @@ DATASET = click.argument("name", metavar="NAME", type=click.Choice(["fashion-mni
 
 @data.command()
 @DATASET
-@click.option("--dir", "dest", default=None, metavar="DIR", help="Where to put the files (default: data/NAME).")
+@click.option("--data-dir", "--dir", "dest", default=None, metavar="DIR",
+              help="Where to put the files (default: data/NAME); --dir is the old name.")
 @QUIET
 def fetch(name, dest, quiet) -> None:
     """Download NAME from its official mirrors and verify the checksums."""
     from dlhw.data.fetch import fetch as fetch_files
 
-    path = fetch_files(name, dest, progress=not quiet)
+    try:
+        path = fetch_files(name, dest, progress=not quiet)
+    except KeyboardInterrupt:
+        _interrupted("interrupted: the files downloaded and verified so far are kept (each one whole); "
+                     "rerun the same command to get the rest.")
     click.echo(f"{name}: files verified in {path}")
 
 
@@ -167,9 +276,17 @@ def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
     if no_plots:
         remove_derived(run_dir)
         return
-
-    paths = finish_run(run_dir, fmt)
+    try:
+        paths = finish_run(run_dir, fmt)
+    except KeyboardInterrupt:
+        _interrupted(_drawing_interrupted(run_dir))
     click.echo(f"report: {paths[-1]} ({len(paths) - 1} figures in {Path(run_dir) / 'figures'})")
+
+
+def _drawing_interrupted(run_dir, redo: str = "") -> str:
+    redo = redo or f"dlhw report --run {run_dir} --plots"
+    return (f"interrupted while drawing the figures: the results in {run_dir} are complete, its figures and "
+            f"report.md are not; `{redo}` finishes them.")
 
 
 @cli.command()
@@ -180,9 +297,19 @@ def plot(run_dir, fmt, out_dir) -> None:
     """Draw a run's figures from its result files (no data set, no training)."""
     from dlhw.report.plots import draw_all
 
-    paths = draw_all(run_dir, out_dir, fmt)
+    try:
+        paths = draw_all(run_dir, out_dir, fmt)
+    except KeyboardInterrupt:
+        again = f"dlhw plot --run {run_dir}" + (f" --format {fmt}" if fmt != "png" else "") + (
+            f" --out {out_dir}" if out_dir else "")
+        _interrupted(_drawing_interrupted(run_dir, again) if out_dir is None else
+                     f"interrupted while drawing the figures into {out_dir}; `{again}` draws them all.")
     for p in paths:
         click.echo(f"wrote {p}")
+    if out_dir is None and paths and (Path(run_dir) / "report.md").is_file():  # it links the figures
+        from dlhw.report.markdown import write_report
+
+        click.echo(f"wrote {write_report(run_dir, fmt=fmt)}")
     if not paths:
         click.echo(f"note: {run_dir} holds nothing to plot yet (no history.csv, grid.csv or model.npz).", err=True)
 
@@ -195,9 +322,18 @@ def plot(run_dir, fmt, out_dir) -> None:
 def report(run_dir, fmt, draw) -> None:
     """(Re)write DIR/report.md: config, chosen setting, metrics, best settings, per-class accuracy, figures."""
     from dlhw.report.markdown import finish_run, write_report
+    from dlhw.store.derived import figures_state
 
-    path = finish_run(run_dir, fmt)[-1] if draw else write_report(run_dir, fmt=fmt)
+    again = f"dlhw report --run {run_dir} --plots" + (f" --format {fmt}" if fmt != "png" else "")
+    try:
+        path = finish_run(run_dir, fmt)[-1] if draw else write_report(run_dir, fmt=fmt)
+    except KeyboardInterrupt:
+        _interrupted(_drawing_interrupted(run_dir, again) if draw else
+                     f"interrupted: {Path(run_dir) / 'report.md'} was not rewritten; rerun the same command.")
     click.echo(f"wrote {path}")
+    if figures_state(run_dir) == "incomplete":
+        click.echo(f"note: {run_dir}: drawing its figures was interrupted, so some are missing or out of date; "
+                   f"`{again}` draws them and rewrites report.md.", err=True)
 
 
 @cli.command()
@@ -205,12 +341,17 @@ def report(run_dir, fmt, draw) -> None:
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Also write the table as CSV.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE",
               help="Overlay the runs' validation curves in one figure (.png, .svg or .pdf).")
-def compare(run_dirs, csv_path, plot_path) -> None:
+@click.option("--wide", is_flag=True, help="Every value in full, however wide the table (default: fit the terminal).")
+def compare(run_dirs, csv_path, plot_path, wide) -> None:
     """Runs side by side: the config keys that differ, then validation/test metrics and time."""
     from dlhw.report import compare as cmp
+    from dlhw.report.texttable import terminal_width
 
     columns, rows = cmp.compare_runs(list(run_dirs))
-    click.echo(cmp.format_table(columns, rows))
+    width = None if wide else terminal_width()
+    click.echo(cmp.format_table(columns, rows, width, wide))
+    if "seconds" in columns:
+        click.echo(cmp.WORK_NOTE if wide else "\n".join(textwrap.wrap(cmp.WORK_NOTE, width)))
     if csv_path:
         click.echo(f"wrote {cmp.write_csv(csv_path, columns, rows)}")
     if plot_path:
@@ -222,7 +363,8 @@ def compare(run_dirs, csv_path, plot_path) -> None:
 @click.option("--json", "json_path", default=None, metavar="FILE",
               help="Also write every check's verdict and numbers to FILE (JSON).")
 @click.option("--verbose", "-v", is_flag=True, help="Print every check's details (named checks always do).")
-def check(names, json_path, verbose) -> None:
+@click.option("--wide", is_flag=True, help="One line per row, however wide (default: fit the terminal).")
+def check(names, json_path, verbose, wide) -> None:
     """Check the homework's claims numerically: claim, source, computed, expected, verdict.
 
     NAME picks checks (default: all). Each check is also fed the known wrong formulas,
@@ -232,7 +374,9 @@ def check(names, json_path, verbose) -> None:
     from dlhw.store.files import write_json
 
     res = run_checks(names)
-    click.echo(format_report(res, details=verbose or bool(names)))
+    from dlhw.report.texttable import terminal_width
+
+    click.echo(format_report(res, details=verbose or bool(names), width=None if wide else terminal_width()))
     if json_path:
         click.echo(f"wrote {write_json(json_path, to_json(res))}")
     sys.exit(0 if all(r.ok for r in res) else 1)
@@ -263,7 +407,7 @@ def main() -> None:
             raise  # anything else is a bug: keep its traceback
         click.echo(f"error: {e.filename or 'a result file'}: cannot write ({e.strerror}).", err=True)
         sys.exit(1)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
+    except click.Abort:  # Ctrl-C where a command has nothing of its own to say
+        click.echo("interrupted: nothing more was saved; rerun the same command.", err=True)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -117,25 +117,31 @@ def _run_slip(check: Check, slip: Slip) -> Outcome:
         return Outcome(False, f"raises {type(e).__name__}", "", {"error": str(e)})
 
 
-def format_report(results: list[Result], details: bool = False) -> str:
-    """The table (check, source, claim, computed, expected, verdict), the slips caught, and details."""
+def format_report(results: list[Result], details: bool = False, width: int | None = None) -> str:
+    """The table (check, source, claim, computed, expected, verdict), the slips caught, and details;
+    no line wider than `width` (None: as wide as the cells need; long cells wrap in their column)."""
+    import textwrap
+
+    from dlhw.report.texttable import render
+
     rows = [[r.check.name, r.check.source, r.check.claim, r.outcome.computed, r.outcome.expected,
              "PASS" if r.outcome.passed else "FAIL"] for r in results]
     head = ["check", "source", "claim", "computed", "expected", "verdict"]
-    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
-    fmt = lambda row: "  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip()  # noqa: E731
-    lines = [fmt(head), "-" * len(fmt(head))] + [fmt(row) for row in rows]
+    lines = [render(head, rows, width, keep=(0, 5))]
     n_ok = sum(r.outcome.passed for r in results)
     lines.append(f"{n_ok}/{len(results)} claims hold.")
-    slip_rows = [(r.check.name, s, o) for r in results for s, o in r.slips]
+    slip_rows = [[name, s.label, "FAIL (caught)" if not o.passed else "PASSES: NOT CAUGHT", o.computed]
+                 for name, s, o in ((r.check.name, s, o) for r in results for s, o in r.slips)]
     if slip_rows:
         lines += ["", "Slips fed through the same checks (each must FAIL):"]
-        wn, wl = max(len(n) for n, _, _ in slip_rows), max(len(s.label) for _, s, _ in slip_rows)
-        lines += [f"  {name:<{wn}}  {s.label:<{wl}}  {'FAIL (caught)' if not o.passed else 'PASSES: NOT CAUGHT'}"
-                  f"  {o.computed}" for name, s, o in slip_rows]
+        table = render(["check", "slip", "verdict", "computed"], slip_rows, None if width is None else width - 2,
+                       keep=(0, 2))
+        lines += ["  " + line for line in table.splitlines()]
     for r in results if details else []:
         if r.outcome.details:
-            lines += ["", f"{r.check.name}: {r.check.claim}"] + [f"  {d}" for d in r.outcome.details]
+            lines += ["", f"{r.check.name}: {r.check.claim}"]
+            for d in r.outcome.details:
+                lines += textwrap.wrap(str(d), width, initial_indent="  ", subsequent_indent="    ") if width else [f"  {d}"]
     return "\n".join(lines)
 
 

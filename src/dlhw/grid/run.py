@@ -30,6 +30,7 @@ from dlhw.config import Config
 from dlhw.errors import RunError, WriteError
 from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
 from dlhw.grid.select import assemble, rank, select
+from dlhw.store import derived
 from dlhw.store.lock import RunLock
 from dlhw.progress import bar
 
@@ -61,6 +62,7 @@ class GridResult:
     seconds: float
     jobs_run: int
     jobs_loaded: int
+    search_seconds: float = math.nan  # the grid search alone (what manifest.json and report.md give)
 
 
 def default_jobs() -> int:
@@ -155,6 +157,7 @@ def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bo
 
 def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stack) -> GridResult:
     t0 = time.perf_counter()
+    derived.clear(run_dir)  # an earlier run's evaluations, figures and report would contradict this one
     folder = run_dir / "jobs"
     if fresh and folder.exists():
         shutil.rmtree(folder)
@@ -207,7 +210,8 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     seconds = time.perf_counter() - t0
     log(f"done in {seconds:.1f} s; test_ce={final.metrics.get('test_ce')} "
         f"test_accuracy={final.metrics.get('test_accuracy')}")
-    return GridResult(run_dir, rows, best_info, final.metrics, seconds, len(missing), len(jobs) - len(missing))
+    return GridResult(run_dir, rows, best_info, final.metrics, seconds, len(missing), len(jobs) - len(missing),
+                      round(grid_seconds, 3))
 
 
 def _load_saved(jobs: list[GridJob], folder: Path, log) -> dict[str, dict]:
@@ -349,8 +353,11 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
     by = "lowest validation CE" if g.select_by == "val_ce" else "highest validation accuracy"
     avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     lines = [
-        f"{cfg.name}: {g.size} settings x {len(g.seeds)} seed(s) in {_hms(res.seconds)} "
-        f"({g.size / max(res.seconds, 1e-9):.1f} settings/s; {res.jobs_run} jobs run, {res.jobs_loaded} resumed)",
+        f"{cfg.name}: {g.size} settings x {len(g.seeds)} seed(s): search {res.search_seconds:.1f} s "
+        + (f"({g.size / max(res.search_seconds, 1e-9):.1f} settings/s; {res.jobs_run} jobs run, 0 resumed)"
+           if not res.jobs_loaded else
+           f"in this session ({res.jobs_run} jobs run, {res.jobs_loaded} resumed)")
+        + f", retrain {m['seconds']:.1f} s, {_hms(res.seconds)} in all",
         f"best ({by}): batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} "
         f"epochs={b['epochs']} alpha={b['alpha']:g}",
         f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",

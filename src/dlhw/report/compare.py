@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from dlhw.store import files as results
 from dlhw.errors import RunError
 from dlhw.report.figkit import FORMATS, figure, plt
 from dlhw.report.runfiles import RunFiles, column, finite, read_run
+from dlhw.report.texttable import render
 
 METRICS = ("val_ce", "val_accuracy", "test_ce", "test_accuracy", "epochs_run", "seconds")
 HEADINGS = {"val_ce": "val CE", "val_accuracy": "val acc", "test_ce": "test CE", "test_accuracy": "test acc",
-            "epochs_run": "epochs run", "seconds": "time (s)", "diverged": "diverged"}
+            "epochs_run": "epochs run", "seconds": "work (s)", "diverged": "diverged"}
+WORK_NOTE = ("work (s): the computing time the run folder records - training, or for a grid the time of "
+             "each of its jobs (summed over workers and over resumed sessions) plus the retrain.")
 IGNORED = ("name", "output.dir", "data.dir")  # differ between runs without changing what was trained
 CHOSEN = ("batch_size", "learning_rate", "epochs", "alpha")
 
@@ -59,11 +64,31 @@ def compare_runs(run_dirs: list[str | Path]) -> tuple[list[str], list[dict]]:
         if run.best:
             for k in ("val_ce", "val_accuracy"):
                 m.setdefault(k, run.best.get(k))
-            search = run.best.get("seconds", ((run.manifest or {}).get("grid") or {}).get("seconds"))
-            if finite(search):  # a grid's time is its search plus the retrain
+            search = jobs_work(run)
+            if search is None:  # no job records: the search's wall time
+                search = run.best.get("seconds", ((run.manifest or {}).get("grid") or {}).get("seconds"))
+            if finite(search):  # a grid's work is its search plus the retrain
                 m["seconds"] = search + (m["seconds"] if finite(m.get("seconds")) else 0.0)
         rows.append({"run": label, **{k: cfg.get(k) for k in differ}, **{k: m.get(k) for k in metrics}})
     return ["run", *differ, *metrics], rows
+
+
+_JOB_LINE = re.compile(r"^\S+ job (\w+) .*: ([0-9.]+) s\b")
+
+
+def jobs_work(run: RunFiles) -> float | None:
+    """Seconds of a grid's jobs as grid.log records them, summed over workers and sessions: each job
+    whose result file is in jobs/ counts once (its last record); None without such records."""
+    log = run.dir / "grid.log"
+    if not log.is_file():
+        return None
+    keys = {p.stem for p in (run.dir / "jobs").glob("*.npz")}
+    seconds: dict[str, float] = {}
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _JOB_LINE.match(line)
+        if m and m.group(1) in keys:
+            seconds[m.group(1)] = float(m.group(2))
+    return round(sum(seconds.values()), 3) if seconds else None
 
 
 def _hashable(v):
@@ -79,7 +104,7 @@ def _labels(dirs: list[Path]) -> list[str]:
     return [str(d) for d in dirs]
 
 
-def _cell(key: str, v) -> str:
+def _cell(key: str, v, wide: bool = True) -> str:
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -93,18 +118,25 @@ def _cell(key: str, v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}".replace("e-0", "e-")
     if isinstance(v, list):
+        if not wide and len(v) > 4:  # compact: first, last and how many
+            return f"[{_cell(key, v[0])} .. {_cell(key, v[-1])}] ({len(v)})"
         return "[" + ", ".join(_cell(key, x) for x in v) + "]"
     return str(v)
 
 
-def format_table(columns: list[str], rows: list[dict]) -> str:
-    """An aligned text table; text columns left, numbers right."""
+def format_table(columns: list[str], rows: list[dict], width: int | None = None, wide: bool = True) -> str:
+    """An aligned text table, text columns left, numbers right, no wider than `width` (None: any).
+
+    Not `wide`: long lists are shown as their ends and length, and `train.` keys without their
+    section where that is unambiguous (`average` for `train.average`)."""
     head = [HEADINGS.get(c, c) for c in columns]
-    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(head)]
-    left = [i == 0 or all(not finite(r.get(c)) for r in rows) for i, c in enumerate(columns)]
-    fmt = lambda vals: "  ".join(v.ljust(w) if lf else v.rjust(w) for v, w, lf in zip(vals, widths, left))  # noqa: E731
-    return "\n".join([fmt(head).rstrip(), "  ".join("-" * w for w in widths), *(fmt(c).rstrip() for c in cells)])
+    if not wide:
+        leaves = [c.rpartition(".")[2] for c in columns]
+        head = [leaf if c.startswith("train.") and leaves.count(leaf) == 1 else h
+                for c, h, leaf in zip(columns, head, leaves)]
+    cells = [[_cell(c, r.get(c), wide) for c in columns] for r in rows]
+    right = [i > 0 and any(finite(r.get(c)) for r in rows) for i, c in enumerate(columns)]
+    return render(head, cells, width, right, blocks=True)
 
 
 def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> Path:
@@ -167,6 +199,11 @@ def plot_validation(run_dirs: list[str | Path], path: str | Path, labels: list[s
             ax.set_ylabel("validation accuracy (%)" if m == "accuracy" else "validation cross-entropy")
             ax.set_title(f"Validation {'accuracy' if m == 'accuracy' else 'cross-entropy'} vs epochs")
             ax.set_xlim(left=0)
-        axes[0][0].legend(fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 2.5
+        if len(runs) <= 3:
+            axes[0][0].legend(fontsize=8)
+        else:  # many runs: below the plots, where the legend hides no curve
+            fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
+                       ncols=min(3, len(runs)), fontsize=8)
         fig.suptitle(f"Comparison of {len(runs)} runs", fontsize=11)
     return path

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from dlhw.report import plots
-from dlhw.store import files as results
-from dlhw.report.figkit import FORMATS
+from dlhw.store import derived, files as results
 from dlhw.report.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
 
 CAPTIONS = {  # figure -> (heading, what to read in it)
@@ -36,28 +36,31 @@ CAPTIONS = {  # figure -> (heading, what to read in it)
 
 
 def finish_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
-    """Draw every figure that applies into `run_dir/figures/` and write `run_dir/report.md`."""
+    """Draw every figure that applies into `run_dir/figures/` and write `run_dir/report.md`.
+
+    Figures of other formats and the old report.md go first; manifest.json says `figures:
+    incomplete` until everything is written (an interrupted folder is recognisable)."""
     run = read_run(run_dir)
-    figs = plots.draw_all(run.dir, fmt=fmt, run=run)
+    for p in derived.derived_files(run.dir):
+        if p.name == "report.md" or p.parent.name == "figures":
+            p.unlink()
+    derived.record(run.dir, figures="incomplete")
+    figs = plots.draw_all(run.dir, fmt=fmt, run=run, track=False)
+    derived.record(run.dir, figures="complete")
     return [*figs, write_report(run.dir, run=run, fmt=fmt)]
 
 
 def remove_derived(run_dir: str | Path) -> None:
-    """Remove report.md and the figures dlhw drew into `run_dir` (other files are left alone)."""
-    d = Path(run_dir)
-    (d / "report.md").unlink(missing_ok=True)
-    figs = d / "figures"
-    for name in plots.FIGURES:
-        for fmt in FORMATS:
-            (figs / f"{name}.{fmt}").unlink(missing_ok=True)
-    if figs.is_dir() and not any(figs.iterdir()):
-        figs.rmdir()
+    """Remove the derived files of `run_dir` (evaluations, figures/, report.md); results stay."""
+    derived.clear(run_dir)
 
 
 def write_report(run_dir: str | Path, *, run: RunFiles | None = None, fmt: str = "png") -> Path:
     """(Re)write `run_dir/report.md` from the result files and the figures present."""
     run = run or read_run(run_dir)
-    return results.atomic_write_text(run.dir / "report.md", render(run, fmt))
+    path = results.atomic_write_text(run.dir / "report.md", render(run, fmt))
+    derived.record(run.dir)
+    return path
 
 
 def render(run: RunFiles, fmt: str = "png") -> str:
@@ -99,13 +102,16 @@ def _summary(run: RunFiles) -> str:
     lines.append(f"{what}: **{kind}** on **{data.get('name', '?')}**")
     if m:
         steps = f" ({m['iterations']:,} SGD steps)" if isinstance(m.get("iterations"), int) else ""
-        lines[-1] += (f", trained on {m.get('trained_on', 'train')} for {m.get('epochs_run')} epochs{steps} "
+        lines[-1] += (f", trained on {m.get('trained_on', 'train')} for {m.get('epochs_run')} epoch{'' if m.get('epochs_run') == 1 else 's'}{steps} "
                       f"in {m.get('seconds', 0):.1f} s.")
         if train.get("average") == "epoch":
             lines[-1] += " Its weights are the mean of the last epoch's SGD iterates (`train.average: epoch`)."
         if m.get("diverged"):
             lines.append(f"\n> **Training diverged at epoch {m.get('diverged_epoch')}** (the loss became inf/NaN): "
                          f"try a smaller learning rate than {fmt_value(train.get('learning_rate', 0))}.")
+        elif m.get("worse_than_start"):
+            lines.append(f"\n\n> **Warning**: {m['warning']}\n>\n> Test accuracy {_num(m.get('test_accuracy'), 'accuracy')}, "
+                         f"test cross-entropy {_num(m.get('test_ce'))}.")
         elif finite(m.get("test_accuracy")):
             lines.append(f"Test accuracy **{_num(m['test_accuracy'], 'accuracy')}**, test cross-entropy "
                          f"**{_num(m.get('test_ce'))}**.")
@@ -138,7 +144,12 @@ def _chosen(run: RunFiles) -> str:
     timing = b if finite(b.get("seconds")) else (run.manifest or {}).get("grid") or {}
     if finite(timing.get("seconds")):
         rate = timing.get("settings_per_second")
-        text[-1] += f" (grid search {timing['seconds']:.1f} s" + (f", {rate:.1f} settings/s)" if finite(rate) else ")")
+        text[-1] += f" (grid search {timing['seconds']:.1f} s"
+        if timing.get("jobs_loaded"):  # a rate over the jobs one session ran would mislead
+            text[-1] += (f" in the session that finished it, which ran {timing.get('jobs_run')} of "
+                         f"{timing.get('jobs')} jobs; {timing['jobs_loaded']} were saved by an earlier one)")
+        else:
+            text[-1] += (f", {rate:.1f} settings/s)" if finite(rate) else ")")
     again = {"same": "the same number of epochs", "same_steps": "the same number of SGD steps"}
     text[-1] += (f"; then retrained on {b.get('retrain_on', 'train+val')} with "
                  f"{again.get(b.get('retrain_epochs'), 'the same number of epochs')}.")
@@ -237,6 +248,9 @@ def _figures(run: RunFiles, fmt: str) -> str:
         rel = path.relative_to(run.dir).as_posix()
         link = f"[{heading} (PDF)]({rel})" if path.suffix == ".pdf" else f"![{heading}]({rel})"
         out += ["", f"### {heading}", "", caption, "", link]
+    if derived.figures_state(run.dir) == "incomplete":
+        return "\n".join(["## Figures", "", f"**Incomplete**: drawing the figures was interrupted; "
+                           f"`dlhw report --run {run.dir} --plots` draws them all and rewrites this report.", *out])
     if not out:
         return "## Figures\n\nNo figures yet: `dlhw plot --run " + str(run.dir) + "` draws them."
     return "\n".join(["## Figures", *out])
@@ -250,10 +264,55 @@ def _figure_file(folder: Path, name: str, fmt: str) -> Path | None:
     return None
 
 
+MLP_KEYS = ("hidden", "activation", "leaky_slope", "init", "batch_norm", "dropout", "dropout_kind")
+
+
+def applicable(config: dict) -> tuple[dict, list[str]]:
+    """The config without the keys that do not apply to its model kind and optimizer (an MLP's
+    layers for softmax, momentum for plain SGD, ...), and the dotted keys left out."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    model, train = out.get("model") or {}, out.get("train") or {}
+    drop = []
+    if model.get("kind") != "mlp":
+        drop += [f"model.{k}" for k in MLP_KEYS]
+    else:
+        if model.get("activation") != "leaky_relu":
+            drop.append("model.leaky_slope")
+        if not model.get("dropout"):
+            drop.append("model.dropout_kind")
+    if train.get("optimizer") != "momentum":
+        drop.append("train.momentum")
+    if train.get("optimizer") == "newton":  # full-batch steps: no mini-batches, no step size schedule
+        drop += ["train.batch_size", "train.average"]
+    gone = []
+    for key in drop:
+        sec, _, k = key.partition(".")
+        if isinstance(out.get(sec), dict) and k in out[sec]:
+            del out[sec][k]
+            gone.append(key)
+    if out.get("grid") is None:
+        out.pop("grid", None)
+    return out, gone
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for lists, as config.yaml."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
 def _config(run: RunFiles) -> str:
     if not run.config_text:
         return ""
-    return "## Resolved config\n\n`config.yaml`, as the run used it:\n\n```yaml\n" + run.config_text.rstrip() + "\n```"
+    if not run.config:
+        return "## Resolved config\n\n`config.yaml`, as the run used it:\n\n```yaml\n" + run.config_text.rstrip() + "\n```"
+    shown, gone = applicable(run.config)
+    text = yaml.dump(shown, Dumper=_Dumper, sort_keys=False, default_flow_style=False).rstrip()
+    kind = (run.config.get("model") or {}).get("kind", "?")
+    note = (f" Keys that do not apply to this {kind} run are left out ({', '.join(f'`{k}`' for k in gone)}); "
+            f"[`config.yaml`](config.yaml) has them all." if gone else "")
+    return f"## Resolved config\n\nThe config the run used{'' if gone else ' (`config.yaml`)'}.{note}\n\n```yaml\n{text}\n```"
 
 
 def _provenance(run: RunFiles) -> str:

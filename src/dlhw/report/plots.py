@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from dlhw.errors import RunError
+from dlhw.store import derived
 from dlhw.report.figkit import COLORS, FORMATS, epoch_rows, figure, log_if_wide, plain_log, subtitle
 from dlhw.report.plots_grid import grid_epochs, grid_heatmaps, grid_marginals
 from dlhw.report.runfiles import LOSS_NAMES, SPLITS, RunFiles, column, finite, loss_metrics, read_run
@@ -154,6 +155,7 @@ def loss_iterations(run: RunFiles, path: Path) -> Path | None:
         ax.legend(loc="upper right" if ok.sum() > 2000 else "best")  # "best" is slow on many points
         if per:
             sec = ax.secondary_xaxis("top", functions=(lambda i: i / per, lambda e: e * per))
+            sec.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 2.5
             sec.set_xlabel("epoch", fontsize=9)
     return path
 
@@ -292,12 +294,21 @@ FIGURES: dict[str, Callable[[RunFiles, Path], Path | None]] = {
 
 
 def draw_all(run_dir: str | Path, out_dir: str | Path | None = None, fmt: str = "png",
-             run: RunFiles | None = None) -> list[Path]:
-    """Every figure whose inputs `run_dir` holds, written to `out_dir` (default run_dir/figures)."""
+             run: RunFiles | None = None, track: bool = True) -> list[Path]:
+    """Every figure whose inputs `run_dir` holds, written to `out_dir` (default run_dir/figures).
+
+    Into the run's own figures/ (and `track`), the figures of other formats go first and
+    manifest.json records the figures as incomplete until the last one is written."""
     if fmt not in FORMATS:
         raise RunError(f"--format must be one of {', '.join(FORMATS)}. Got {fmt!r} instead.")
     run = run or read_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else run.dir / "figures"
+    own = out_dir is None or Path(out_dir).resolve() == (run.dir / "figures").resolve()
+    out = run.dir / "figures" if own else Path(out_dir)
+    if own and track:
+        for p in derived.derived_files(run.dir):
+            if p.parent.name == "figures":
+                p.unlink()
+        derived.record(run.dir, figures="incomplete")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, draw in FIGURES.items():
@@ -306,5 +317,7 @@ def draw_all(run_dir: str | Path, out_dir: str | Path | None = None, fmt: str = 
             written.append(p)
         else:  # a figure left from an earlier run in this folder would no longer be true
             (out / f"{name}.{fmt}").unlink(missing_ok=True)
+    if own and track:
+        derived.record(run.dir, figures="complete")
     return written
 

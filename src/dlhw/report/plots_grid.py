@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 
-from dlhw.report.figkit import AXIS_LABEL, COLORS, figure, nice_ticks, plt
+from matplotlib.ticker import MaxNLocator
+
+from dlhw.report.figkit import AXIS_LABEL, COLORS, figure, log_if_wide, nice_ticks, plt
 from dlhw.report.runfiles import AXES, RunFiles, better, finite, fmt_value, metric_label, ranked_settings, usable
 
 
@@ -105,20 +107,31 @@ def grid_heatmaps(run: RunFiles, path: Path) -> Path | None:
             cb.minorticks_off()
         head = f"Grid: {metric_label(metric)} by learning rate × α, per batch size"
         if all(c is not None for c in chosen):
-            head += (f"\nchosen (red box): batch size {int(bss[chosen[0]])}, lr {fmt_value(lrs[chosen[1]])}, "
-                     f"α {fmt_value(als[chosen[3]])}, {int(eps[chosen[2]])} epochs, "
-                     f"{metric_label(metric)} {best.get(metric, float('nan')):.4g}")
+            items = [f"batch size {int(bss[chosen[0]])}", f"lr {fmt_value(lrs[chosen[1]])}",
+                     f"α {fmt_value(als[chosen[3]])}", f"{int(eps[chosen[2]])} epochs",
+                     f"{metric_label(metric)} {best.get(metric, float('nan')):.4g}"]
+            head += "\nchosen (red box): " + ", ".join(_glue(i) for i in items)  # a number stays with its name
         fig.suptitle(_wrap(head, width, 11), fontsize=11)
-        fig.supxlabel(_wrap("number in a cell: the epoch count at which the cell is best;  black box: best cell of "
-                            "the panel;  grey hatched: diverged at every epoch count (†: diverged when trained "
-                            "for more epochs)", width, 8), fontsize=8, color="0.3")
+        notes = ["number in a cell: the epoch count at which the cell is best", "black box: best cell of the panel"]
+        hatched, dagger = bool((~np.isfinite(val) & (div_ep > 0)).any()), bool((np.isfinite(val) & (div_ep > 0)).any())
+        if hatched:
+            notes.append("grey hatched: diverged at every epoch count")
+        if dagger:
+            notes.append("†: diverged when trained for more epochs")
+        fig.supxlabel(_wrap(";  ".join(notes), width, 8), fontsize=8, color="0.3")
     return path
 
 
 def _wrap(text: str, width_in: float, points: float) -> str:
-    """Wrap each line of `text` to fit a figure `width_in` inches wide at a font size of `points`."""
+    """Wrap each line of `text` to fit a figure `width_in` inches wide at a font size of `points`
+    (never at a no-break space: see `_glue`)."""
     chars = int(width_in * 72 / (points * 0.55))  # ~0.55 em per character
     return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.split("\n"))
+
+
+def _glue(text: str) -> str:
+    """Spaces -> no-break spaces: `_wrap` keeps a label and its number on one line."""
+    return text.replace(" ", "\u00a0")
 
 
 def _heat_cell(ax, i: int, j: int, v: float, ep: int, div: int, cmap, norm) -> None:
@@ -165,7 +178,7 @@ def grid_epochs(run: RunFiles, path: Path, n: int = 10) -> Path | None:
         return None
     best = run.best or {}
     scale = 100.0 if metric.endswith("accuracy") else 1.0
-    with figure(path, figsize=(7.6, 4.2)) as (fig, ax):
+    with figure(path, figsize=(7.0, 5.6)) as (fig, ax):
         cmap = plt.get_cmap("tab10")
         shown = []
         for rank, (key, r) in enumerate(top):
@@ -179,16 +192,19 @@ def grid_epochs(run: RunFiles, path: Path, n: int = 10) -> Path | None:
                     mec="black", mew=0.8, zorder=6 if is_chosen else 5)
             shown.append(y * scale)
         allv = np.concatenate(shown)
-        lo, hi = np.nanmin(allv), np.nanmax(allv)
-        best_v = top[0][1][metric] * scale
-        if not metric.endswith("accuracy") and hi > best_v * 1.3:  # keep the interesting band readable
-            ax.set_ylim(lo - 0.02 * (best_v * 1.3 - lo), best_v * 1.3)
+        allv = allv[np.isfinite(allv)]
+        if not metric.endswith("accuracy"):  # every curve inside the axes; log when they span a lot
+            log_if_wide(ax, allv, ratio=3.0)
+        epochs = np.concatenate([curves[key][0] for key, _ in top])
+        lo_e, hi_e = float(epochs.min()), float(epochs.max())
+        pad = max(0.3, 0.04 * (hi_e - lo_e))
+        ax.set_xlim(lo_e - pad, hi_e + pad)  # the epochs the data has, not from 0
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=2))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric_label(metric) + (" (%)" if scale != 1 else ""))
         ax.set_title(f"Grid: {metric_label(metric)} vs epochs, the {len(top)} best settings")
-        ax.legend(title="rank. setting (●: its best epoch count, ★: chosen)", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
-        ax.set_xlim(left=0)
+        ax.legend(title="rank. setting (●: its best epoch count, ★: chosen)", loc="upper center",
+                  bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize=7.5, title_fontsize=8)
     return path
 
 

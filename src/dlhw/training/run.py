@@ -14,7 +14,7 @@ import numpy as np
 
 from threadpoolctl import threadpool_limits
 
-from dlhw.store import files as results
+from dlhw.store import derived, files as results
 from dlhw.store import provenance
 from dlhw.store.lock import RunLock
 from dlhw.config import Config, dump_config, load_config
@@ -59,26 +59,44 @@ def _train_locked(cfg, run_dir, data_dir, progress, argv, retrain_on, epochs, pr
                   manifest_extra) -> RunResult:
     started = provenance.now()
     t0 = time.perf_counter()
-    prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
-    model = build_model(cfg, prep.n_features, len(prep.classes))
-    epochs = epochs or cfg.train.epochs
-    steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
-    if max_steps is not None:
-        steps = min(steps, max_steps)
-    # One BLAS thread: these products are too small to gain from two, and several threads per
-    # process on shared cores oversubscribe them (measured: up to 50x slower under load).
-    with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar, \
-            threadpool_limits(TRAIN_THREADS, user_api="blas"):
-        hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
-                   on_step=pbar.update)
-    metrics = final_metrics(model, prep, hist)
-    metrics["seconds"] = round(time.perf_counter() - t0, 3)
-    if extra:
-        metrics.update(extra)
-    write_run(run_dir, cfg, model, prep, hist, metrics,
-              provenance.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
-                               extra=manifest_extra))
+    derived.clear(run_dir)  # evaluations, figures and report of an earlier run here would contradict this one
+    phase = "loading the data"
+    try:
+        prep = prep or prepare(cfg, data_dir, retrain_on=retrain_on)
+        model = build_model(cfg, prep.n_features, len(prep.classes))
+        epochs = epochs or cfg.train.epochs
+        steps = epochs if cfg.train.optimizer == "newton" else epochs * batches_per_epoch(len(prep.train[1]), cfg.train.batch_size)
+        if max_steps is not None:
+            steps = min(steps, max_steps)
+        phase = "training"
+        # One BLAS thread: these products are too small to gain from two, and several threads per
+        # process on shared cores oversubscribe them (measured: up to 50x slower under load).
+        with bar(total=steps, desc=f"train {cfg.name}", unit="step", enabled=progress) as pbar, \
+                threadpool_limits(TRAIN_THREADS, user_api="blas"):
+            hist = fit(model, prep.train, cfg.train, prep.evals(), epochs=epochs, max_steps=max_steps,
+                       on_step=pbar.update)
+        metrics = final_metrics(model, prep, hist)
+        metrics |= worse_than_start(metrics, len(prep.classes), cfg.train.learning_rate)
+        metrics["seconds"] = round(time.perf_counter() - t0, 3)
+        if extra:
+            metrics.update(extra)
+        phase = "writing the run files"
+        write_run(run_dir, cfg, model, prep, hist, metrics,
+                  provenance.manifest(seed=cfg.train.seed, data_sha256=prep.sha256, started=started, argv=argv,
+                                      extra=manifest_extra))
+    except KeyboardInterrupt:
+        raise Interrupted(phase, run_dir) from None
     return RunResult(run_dir, metrics, hist, model, prep)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run, before its results were written: nothing of this run is saved
+    (write_run writes the folder's files as one step)."""
+
+    def __init__(self, phase: str, run_dir: Path):
+        super().__init__(f"interrupted while {phase}: nothing of this run is saved in {run_dir}; "
+                         f"rerun the same command.")
+        self.phase, self.run_dir = phase, run_dir
 
 
 def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
@@ -101,6 +119,21 @@ def final_metrics(model: Model, prep: Prepared, hist: History) -> dict:
     return m
 
 
+def worse_than_start(metrics: dict, k: int, lr: float) -> dict:
+    """{'worse_than_start': bool, 'warning': ...} for a finite run whose training CE ended above ln k,
+    the CE of the zero model (every class equally likely) that softmax training starts from: a
+    learning rate too large to converge that did not overflow either, so `diverged` stays false."""
+    ce = metrics.get("train_ce")
+    if metrics.get("diverged") or not isinstance(ce, float) or not np.isfinite(ce) or k < 2:
+        return {}
+    if ce <= np.log(k):
+        return {"worse_than_start": False}
+    return {"worse_than_start": True,
+            "warning": f"training ended worse than it started: training CE {ce:.4g} is above ln {k} = "
+                       f"{np.log(k):.4f}, the CE of the zero model (every class equally likely); "
+                       f"try a smaller learning rate than {lr:g}."}
+
+
 def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     """Counts (k, k): rows true class, columns predicted class (k grows to fit the labels)."""
     k = max(k, int(y.max(initial=0)) + 1, int(pred.max(initial=0)) + 1)
@@ -120,7 +153,7 @@ def write_run(run_dir: Path, cfg: Config, model: Model, prep: Prepared, hist: Hi
         (run_dir / "iterations.csv", results.csv_bytes(
             ({"iteration": i + 1, "batch_loss": v} for i, v in enumerate(hist.batch_loss)), ["iteration", "batch_loss"])),
         (run_dir / "model.npz", results.npz_bytes(arrays)),
-        (run_dir / "manifest.json", results.json_bytes(manifest)),
+        (run_dir / "manifest.json", results.json_bytes({**manifest, "derived": {"files": [], "figures": None}})),
         (run_dir / "metrics.json", results.json_bytes(metrics)),
     ])
 
@@ -173,6 +206,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_dir=None) -> dic
     with threadpool_limits(TRAIN_THREADS, user_api="blas"):  # as in training: the same rounding
         out = {f"{split}_{k}": v for k, v in model.evaluate(*data).items()}
     results.write_json(run_dir / f"eval-{split}.json", out)
+    derived.record(run_dir)
     return out
 
 
