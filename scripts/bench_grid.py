@@ -17,12 +17,22 @@ rates x 8 alphas x the 8 epoch counts = 512 settings. The plain loop is timed on
 independent, so its cost is exactly linear in their number); its validation CE is checked against
 the engine's.
 
+Part `floor` (also run before `canonical`): the matrix-product floor of the grid, measured in the same
+run. For every batch size B of the grid: a stack's two products per SGD step, (B x D) @ (D x N) and
+(D x B) @ (B x N) with N = settings x (K - 1) stored class columns, for every step of max(epochs)
+epochs, plus the evaluations the grid needs (validation and training split after each of its epoch
+counts, in chunks of 8192 rows). The products are timed with NumPy's matmul at one BLAS thread in as
+many processes as there are cores, all busy at once (the grid runs that way too). A canonical run's
+search time and each job's time (from grid.log) are then given as ratios to that floor.
+
 Medians of --reps repetitions are printed, and everything is written to --json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import statistics
 import subprocess
 import sys
@@ -62,6 +72,78 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
+# --------------------------------------------------------------------------- the floor
+
+
+def _product_seconds(args) -> dict:
+    """Seconds per product of each shape, timed in this process with one BLAS thread."""
+    shapes, seconds_each = args
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    out = {}
+    with threadpool_limits(1, user_api="blas"):
+        for key, (m, k, n) in shapes.items():
+            a = rng.random((m, k), dtype=np.float32)
+            b = rng.random((k, n), dtype=np.float32)
+            c = np.empty((m, n), dtype=np.float32)
+            np.matmul(a, b, out=c)
+            reps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds_each:
+                np.matmul(a, b, out=c)
+                reps += 1
+            out[key] = (time.perf_counter() - t0) / reps
+    return out
+
+
+def grid_floor(config: str, seconds_each: float = 0.6) -> dict:
+    """The grid's matrix-product floor per batch size (seconds on one core, all cores busy)."""
+    import multiprocessing as mp
+    import os
+
+    from dlhw.config import load_config
+    from dlhw.grid.jobs import MAX_STACK
+    from dlhw.models import EVAL_CHUNK
+    from dlhw.training.rules import batches_per_epoch
+
+    cfg = load_config(ROOT / config)
+    g = cfg.grid
+    n_all = 60000 * (len(cfg.data.classes) if cfg.data.classes else 10) // 10
+    n_val = round(n_all * cfg.data.val_fraction)
+    n_train, D, K = n_all - n_val, 784, 10
+    S = min(MAX_STACK, len(g.learning_rate) * len(g.alpha))
+    N = S * (K - 1)
+    shapes = {}
+    for B in g.batch_size:
+        shapes[f"fwd{B}"] = (B, D, N)  # x V
+        shapes[f"bwd{B}"] = (D, B, N)  # x^T G
+    shapes["eval"] = (EVAL_CHUNK, D, N)
+    cores = os.cpu_count() or 1
+    with mp.get_context("spawn").Pool(cores) as pool:  # every core busy at once, as in the grid
+        per_proc = pool.map(_product_seconds, [(shapes, seconds_each)] * cores)
+    sec = {k: statistics.median(p[k] for p in per_proc) for k in shapes}
+    E = max(g.epochs)
+    stacks = math.ceil(len(g.learning_rate) * len(g.alpha) / S) * len(g.seeds)
+    eval_rows = (n_val + n_train) * len(g.epochs)
+    floor = {}
+    for B in g.batch_size:
+        steps = E * batches_per_epoch(n_train, B)
+        floor[B] = stacks * (steps * (sec[f"fwd{B}"] + sec[f"bwd{B}"]) + eval_rows / EVAL_CHUNK * sec["eval"])
+    gflops = {B: 2 * B * D * N * 2 / (sec[f"fwd{B}"] + sec[f"bwd{B}"]) / 1e9 for B in g.batch_size}
+    return {"per_batch_s": floor, "total_core_s": sum(floor.values()), "cores": cores,
+            "gflops_per_core": gflops}
+
+
+def job_seconds(run_dir: Path) -> dict[int, float]:
+    """Seconds of each batch size's jobs, from grid.log."""
+    out: dict[int, float] = {}
+    for line in (run_dir / "grid.log").read_text().splitlines():
+        m = re.search(r" job \S+ batch_size=(\d+) .*: ([0-9.]+) s", line)
+        if m:
+            out[int(m.group(1))] = out.get(int(m.group(1)), 0.0) + float(m.group(2))
+    return out
+
+
 def canonical_once(config: str) -> dict:
     out = Path(tempfile.mkdtemp(prefix="dlhw-bench-")) / "grid"
     cmd = [sys.executable, "-m", "dlhw", "grid", "--config", config, "--out", str(out), "--fresh", "-q",
@@ -86,6 +168,8 @@ def canonical_once(config: str) -> dict:
     best = json.loads((out / "best.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     return {"wall_s": wall, "grid_s": manifest["grid"]["seconds"], "peak_rss_mib": peak[0] / 1024,
+            "workers": manifest["grid"]["workers"], "job_s": job_seconds(out),
+            "retrain_s": metrics["seconds"],
             "test_accuracy": metrics["test_accuracy"], "test_ce": metrics["test_ce"],
             "best": {k: best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha", "val_ce")},
             "n_settings": best["n_settings"], "stdout": stdout}
@@ -198,7 +282,7 @@ def speedup_once(prep, cfg, plain_pairs: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", choices=["all", "canonical", "speedup"], default="all")
+    ap.add_argument("--part", choices=["all", "canonical", "speedup", "floor"], default="all")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--plain-pairs", type=int, default=2)
     ap.add_argument("--config", default="configs/softmax.yaml")
@@ -231,19 +315,41 @@ def main() -> None:
               f"{med['lean_speedup']:.1f}x over a lean float32 loop ({med['lean_s_scaled']:.0f} s); "
               f"engine {med['engine_s']:.1f} s; max |val CE diff| on stable settings {diff:.1e}")
 
+    floors = []
+    if args.part in ("all", "canonical", "floor"):
+        floors.append(grid_floor(args.config))
+        f = floors[-1]
+        print("FLOOR (matrix products only, one BLAS thread per core, all cores busy): "
+              + ", ".join(f"B={B} {s:.0f} s ({f['gflops_per_core'][B]:.0f} GFLOP/s)" for B, s in f["per_batch_s"].items())
+              + f"; total {f['total_core_s']:.0f} core-s = {f['total_core_s'] / f['cores']:.0f} s on {f['cores']} cores",
+              flush=True)
     if args.part in ("all", "canonical"):
         runs = []
         for i in range(args.reps):
             runs.append(canonical_once(args.config))
             r = runs[-1]
-            print(f"canonical rep {i + 1}: {r['wall_s']:.1f} s wall, peak {r['peak_rss_mib']:.0f} MiB, "
-                  f"test accuracy {r['test_accuracy']:.4f}, best {r['best']}", flush=True)
+            floors.append(grid_floor(args.config))  # measured again beside each run: the machine drifts
+            fl = statistics.median(x["total_core_s"] for x in floors[-2:]) / min(r["workers"], floors[-1]["cores"])
+            r["floor_s"], r["search_vs_floor"] = fl, r["grid_s"] / fl
+            r["job_vs_floor"] = {B: s / statistics.median(x["per_batch_s"][B] for x in floors[-2:])
+                                 for B, s in r["job_s"].items()}
+            print(f"canonical rep {i + 1}: {r['wall_s']:.1f} s wall, search {r['grid_s']:.1f} s = "
+                  f"{r['search_vs_floor']:.2f}x the floor ({fl:.0f} s), retrain {r['retrain_s']:.1f} s; per batch size "
+                  + ", ".join(f"{B}: {v:.2f}x" for B, v in sorted(r["job_vs_floor"].items()))
+                  + f"; peak {r['peak_rss_mib']:.0f} MiB, test accuracy {r['test_accuracy']:.4f}, best {r['best']}",
+                  flush=True)
         med_wall = statistics.median(r["wall_s"] for r in runs)
         report["canonical"] = {"runs": [{k: v for k, v in r.items() if k != "stdout"} for r in runs],
                                "median_wall_s": med_wall,
                                "median_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in runs),
                                "vs_homework": HOMEWORK_HOURS * 3600 / med_wall}
+        report["canonical"]["median_search_vs_floor"] = statistics.median(r["search_vs_floor"] for r in runs)
+        report["canonical"]["median_job_vs_floor"] = {
+            B: statistics.median(r["job_vs_floor"][B] for r in runs) for B in runs[0]["job_vs_floor"]}
+        report["floors"] = floors
         print(runs[-1]["stdout"])
+        print(f"SEARCH vs FLOOR, medians of {args.reps}: {report['canonical']['median_search_vs_floor']:.2f}x; "
+              + ", ".join(f"B={B}: {v:.2f}x" for B, v in sorted(report["canonical"]["median_job_vs_floor"].items())))
         print(f"CANONICAL GRID ({runs[0]['n_settings']} settings): median {med_wall:.1f} s wall "
               f"({med_wall / 60:.2f} min; {HOMEWORK_HOURS * 3600 / med_wall:.0f}x faster than 30 hours), "
               f"peak memory {report['canonical']['median_peak_rss_mib']:.0f} MiB, "

@@ -28,6 +28,7 @@ import numpy as np
 from dlhw.store import files as results
 from dlhw.config import Config
 from dlhw.errors import RunError, WriteError
+from dlhw.grid import estimate
 from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
@@ -116,25 +117,19 @@ class _Log:
             raise WriteError(f"{self.path}: cannot write ({e.strerror or e}); saved jobs are intact.") from None
 
 
-def estimate_seconds(jobs: list[GridJob], workers: int, retrain: GridJob | None = None) -> float:
-    """Rough wall time: the jobs' cost model spread over the workers, plus start-up and the retrain."""
-    if not jobs:
-        return retrain.cost() if retrain else 0.0
-    spread = max(sum(j.cost() for j in jobs) / max(1, min(workers, len(jobs))), max(j.cost() for j in jobs))
-    return 5.0 + spread + (retrain.cost() if retrain else 0.0)
-
-
 def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
     jobs = make_jobs(cfg, data_dir)
     folder = cfg.run_dir / "jobs"
     saved = sum(1 for j in jobs if (folder / f"{j.key}.npz").is_file())
     workers = n_jobs or default_jobs()
     missing = [j for j in jobs if not (folder / f"{j.key}.npz").is_file()]
+    cal = estimate.calibrate(cfg, missing or jobs, workers)
+    seconds = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
     g = cfg.grid
     return (f"{cfg.name}: {g.size} settings ({len(g.batch_size)} batch sizes x {len(g.learning_rate)} learning rates "
             f"x {len(g.epochs)} epoch counts x {len(g.alpha)} alphas) x {len(g.seeds)} seed(s) "
             f"in {len(jobs)} jobs ({saved} already saved); "
-            f"estimated {_hms(estimate_seconds(missing, workers, _retrain_job(cfg)))} with {workers} worker(s). "
+            f"estimated {_hms(seconds)} with {workers} worker(s) ({estimate.describe(cal)}). "
             f"Nothing was trained.")
 
 
@@ -170,11 +165,17 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
         f"{len(missing)} to run with {workers} worker(s)")
     total_units = sum(j.n_settings * j.epochs for j in jobs)
     done_units = total_units - sum(j.n_settings * j.epochs for j in missing)
+    estimated = None
+    if progress and missing:  # a person is watching: a first ETA calibrated on this machine (~2 s)
+        cal = estimate.calibrate(cfg, missing, workers)
+        estimated = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
+        log(f"estimated {_hms(estimated)} ({estimate.describe(cal)})")
     with bar(total=total_units, desc=f"grid {cfg.name}", unit="setting-epoch", enabled=progress,
              initial=done_units) as pbar:
         saved_best = min((np.nanmin(o["val_ce"]) for o in outputs.values() if np.isfinite(o["val_ce"]).any()),
                          default=math.inf)
-        _run_missing(missing, folder, workers, _Progress(pbar, saved_best), log, run_dir, len(jobs))
+        note = f"est. {_hms(estimated)} in all" if estimated else ""
+        _run_missing(missing, folder, workers, _Progress(pbar, saved_best, note), log, run_dir, len(jobs))
     for j in missing:
         out, why = j.load(folder)
         if out is None:
@@ -203,6 +204,7 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     final = retrain(cfg, best_info, data_dir, progress, argv,
                     {"grid": {"seconds": round(grid_seconds, 3), "jobs": len(jobs), "jobs_run": len(missing),
                               "jobs_loaded": len(jobs) - len(missing), "workers": workers,
+                              "estimated_seconds": round(estimated, 1) if estimated else None,
                               "settings_per_second": round(g.size / max(grid_seconds, 1e-9), 3)}})
     best_info["retrained_epochs"] = final.metrics["epochs_run"]
     best_info["retrained_steps"] = final.metrics["iterations"]
@@ -305,17 +307,24 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "
 
 
 class _Progress:
-    """The grid's one bar: setting-epochs done / total, rate, ETA, and the best validation CE so far."""
+    """The grid's one bar: setting-epochs done / total, rate, ETA, and the best validation CE so far
+    (after the calibrated estimate of the whole run, when there is one)."""
 
-    def __init__(self, pbar, best: float = math.inf):
-        self.pbar, self.best = pbar, best
-        if math.isfinite(best):
-            pbar.set_postfix_str(f"best val CE {best:.4f}", refresh=False)
+    def __init__(self, pbar, best: float = math.inf, note: str = ""):
+        self.pbar, self.best, self.note = pbar, best, note
+        self._show()
+
+    def _show(self) -> None:
+        parts = [self.note] if self.note else []
+        if math.isfinite(self.best):
+            parts.append(f"best val CE {self.best:.4f}")
+        if parts:
+            self.pbar.set_postfix_str(", ".join(parts), refresh=False)
 
     def add(self, units: int, best: float) -> None:
         if best < self.best:  # NaN compares False: ignored
             self.best = best
-            self.pbar.set_postfix_str(f"best val CE {best:.4f}", refresh=False)
+            self._show()
         self.pbar.update(units)
 
 
