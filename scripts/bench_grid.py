@@ -144,13 +144,17 @@ def job_seconds(run_dir: Path) -> dict[int, float]:
     return out
 
 
-def canonical_once(config: str) -> dict:
+def canonical_once(config: str, src: str | None = None) -> dict:
+    """One canonical run in a fresh process; src: another checkout's src/ folder to run instead."""
+    import os
+
     out = Path(tempfile.mkdtemp(prefix="dlhw-bench-")) / "grid"
+    env = dict(os.environ, PYTHONPATH=src) if src else None
     cmd = [sys.executable, "-m", "dlhw", "grid", "--config", config, "--out", str(out), "--fresh", "-q",
            "--no-plots"]
     peak = [0]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
 
     def sample():
         while p.poll() is None:
@@ -287,6 +291,9 @@ def main() -> None:
     ap.add_argument("--plain-pairs", type=int, default=2)
     ap.add_argument("--config", default="configs/softmax.yaml")
     ap.add_argument("--json", default="bench_grid.json")
+    ap.add_argument("--compare-src", default=None, metavar="DIR",
+                    help="Another checkout's src/ (e.g. a worktree of an earlier commit): each canonical "
+                         "repetition runs it too, side by side, and the medians of both are printed.")
     args = ap.parse_args()
     report: dict = {"config": args.config, "reps": args.reps}
 
@@ -324,8 +331,20 @@ def main() -> None:
               + f"; total {f['total_core_s']:.0f} core-s = {f['total_core_s'] / f['cores']:.0f} s on {f['cores']} cores",
               flush=True)
     if args.part in ("all", "canonical"):
-        runs = []
+        runs, others = [], []
         for i in range(args.reps):
+            if args.compare_src:
+                o = canonical_once(args.config, args.compare_src)
+                fl_o = grid_floor(args.config)
+                floors.append(fl_o)
+                o["floor_s"] = fl_o["total_core_s"] / min(o["workers"], fl_o["cores"])
+                o["search_vs_floor"] = o["grid_s"] / o["floor_s"]
+                o["job_vs_floor"] = {B: s / fl_o["per_batch_s"][B] for B, s in o["job_s"].items()}
+                others.append(o)
+                print(f"  other src, rep {i + 1}: {o['wall_s']:.1f} s wall, search {o['grid_s']:.1f} s = "
+                      f"{o['search_vs_floor']:.2f}x the floor ({o['floor_s']:.0f} s), retrain {o['retrain_s']:.1f} s; "
+                      + ", ".join(f"{B}: {v:.2f}x" for B, v in sorted(o["job_vs_floor"].items()))
+                      + f"; test accuracy {o['test_accuracy']:.4f} CE {o['test_ce']:.6f}", flush=True)
             runs.append(canonical_once(args.config))
             r = runs[-1]
             floors.append(grid_floor(args.config))  # measured again beside each run: the machine drifts
@@ -347,6 +366,17 @@ def main() -> None:
         report["canonical"]["median_job_vs_floor"] = {
             B: statistics.median(r["job_vs_floor"][B] for r in runs) for B in runs[0]["job_vs_floor"]}
         report["floors"] = floors
+        if others:
+            med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+            report["compare_src"] = {"src": args.compare_src, "runs": [{k: v for k, v in o.items() if k != "stdout"}
+                                                                        for o in others]}
+            for name, rs in (("other src", others), ("this checkout", runs)):
+                print(f"{name:>13}: medians of {len(rs)}: wall {med(rs, 'wall_s'):.1f} s, search {med(rs, 'grid_s'):.1f} s "
+                      f"= {med(rs, 'search_vs_floor'):.2f}x the floor ({med(rs, 'floor_s'):.0f} s), retrain "
+                      f"{med(rs, 'retrain_s'):.1f} s; per batch size "
+                      + ", ".join(f"{B}: {statistics.median(r['job_vs_floor'][B] for r in rs):.2f}x"
+                                  for B in sorted(rs[0]["job_vs_floor"])))
+            print(f"this checkout / other src, wall: {med(runs, 'wall_s') / med(others, 'wall_s'):.3f}")
         print(runs[-1]["stdout"])
         print(f"SEARCH vs FLOOR, medians of {args.reps}: {report['canonical']['median_search_vs_floor']:.2f}x; "
               + ", ".join(f"B={B}: {v:.2f}x" for B, v in sorted(report["canonical"]["median_job_vs_floor"].items())))
