@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dlhw.cli import cli
-from dlhw.config import TrainConfig, from_dict
+from dlhw.config import TrainConfig, from_dict, load_config
 from dlhw.grid.jobs import make_jobs, settings
 from dlhw.grid.select import assemble, rank, select
 from dlhw.models import SoftmaxRegression
@@ -442,3 +442,22 @@ def test_mlp_grid_runs_one_job_per_setting_and_equals_dlhw_train(write_config, f
     m = json.loads((tmp_path / "t/metrics.json").read_text())
     assert m["val_ce"] == pytest.approx(row["val_ce"], abs=1e-6)
     assert m["train_ce"] == pytest.approx(row["train_ce"], abs=1e-6)
+
+
+def test_the_estimate_schedules_longest_first_and_is_calibrated_here(write_config, tmp_path):
+    from dlhw.grid.estimate import Calibration, estimate, job_seconds, makespan
+
+    assert makespan([3, 5, 3, 4, 3], 2) == 10  # longest first: 5 | 4, then 3 -> 4+3, 3 -> 5+3, 3 -> 7+3
+    assert makespan([1, 1, 1, 1], 4) == 1 and makespan([], 3) == 0
+    cfg = load_config(write_config(SMALL.format(bs="[64, 512]")))
+    jobs = make_jobs(cfg)
+    cal = Calibration({64: 1e-3, 512: 4e-3}, 4, 0.01, 1e-4, {64: 1e-4, 512: 2e-4}, 1e-3)
+    small, large = sorted(jobs, key=lambda j: j.batch_size)
+    steps = lambda B: 2 * -(-48000 // B)  # noqa: E731 - 2 epochs of the 48,000 search rows
+    assert job_seconds(small, cal) == pytest.approx(steps(64) * 1e-3 + (2 * 12000 + 2 * 48000) / 8192 * 0.01)
+    assert job_seconds(large, cal) == pytest.approx(steps(512) * 4e-3 + (2 * 12000 + 2 * 48000) / 8192 * 0.01)
+    one, two = (estimate(cfg, jobs, w, None, cal) for w in (1, 2))
+    assert one > two and one - two == pytest.approx(min(job_seconds(j, cal) for j in jobs))
+    r = CliRunner().invoke(cli, ["grid", "--config", str(write_config(SMALL.format(bs="[512]"))), "--dry-run",
+                                 "--jobs", "1"])
+    assert r.exit_code == 0 and "calibrated here: a 4-setting step at batch 512 takes" in r.output
