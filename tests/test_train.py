@@ -192,3 +192,41 @@ def test_diverging_run_exits_1_with_advice(fast_config, tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert m["diverged"] is True and m["diverged_epoch"] == 1 and m["test_ce"] is None
     assert "RuntimeWarning" not in r.output
+
+
+class _Generic(SoftmaxRegression):
+    """The same model through fit's generic per-step loop (the compiled epoch is for the exact class)."""
+
+
+@pytest.mark.parametrize("average", ["none", "epoch"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_softmax_epochs_equal_the_generic_loop(dtype, average):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 12)).astype(dtype)
+    y = rng.integers(0, 4, 300)
+    val = (X[:50], y[:50])
+    cfg = TrainConfig(batch_size=16, learning_rate=0.2, alpha=1e-3, epochs=3, seed=1, average=average)
+    out = {}
+    for cls in (SoftmaxRegression, _Generic):
+        m = cls(12, 4, 1e-3, dtype)
+        steps = []
+        h = fit(m, (X, y), cfg, {"val": val}, max_steps=50, on_step=steps.append)  # ends mid-epoch 3
+        out[cls] = (m, h, sum(steps))
+    (m1, h1, s1), (m2, h2, s2) = out[SoftmaxRegression], out[_Generic]
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    assert h1.iterations == h2.iterations == s1 == s2 == 50 and h1.epochs_run == h2.epochs_run == 3
+    np.testing.assert_allclose(m1.params["W"], m2.params["W"], atol=tol, rtol=0)
+    np.testing.assert_allclose(h1.batch_loss, h2.batch_loss, atol=tol * 10, rtol=0)
+    for r1, r2 in zip(h1.rows, h2.rows, strict=True):
+        assert r1.keys() == r2.keys() and all(r1[k] == pytest.approx(r2[k], abs=tol * 10) for k in r1)
+
+
+def test_compiled_softmax_epochs_diverge_like_the_generic_loop():
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(300, 12)) * 1e3, rng.integers(0, 4, 300)
+    cfg = TrainConfig(batch_size=16, learning_rate=1e5, alpha=10.0, epochs=3, seed=1, dtype="float64")
+    h1 = fit(SoftmaxRegression(12, 4, 10.0, np.float64), (X, y), cfg)
+    h2 = fit(_Generic(12, 4, 10.0, np.float64), (X, y), cfg)
+    assert h1.diverged and h2.diverged
+    assert (h1.diverged_epoch, h1.iterations, len(h1.batch_loss)) == (h2.diverged_epoch, h2.iterations, len(h2.batch_loss))
+    assert not np.isfinite(h1.batch_loss[-1])

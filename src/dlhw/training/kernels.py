@@ -142,3 +142,66 @@ def limit_like_numpy():
     n = min((i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"
              and "numpy" in i.get("filepath", "")), default=None)
     return threadpool_limits(limits=n, user_api="blas") if n else threadpool_limits(limits=None)
+
+
+# --------------------------------------------------------------------------- one softmax model
+
+
+@nb.njit(**_JIT)
+def softmax_sgd_epoch(X, y, order, B, W, b, lr, alpha, max_batches, averaging, sum_W, sum_b, losses):
+    """Plain SGD on one softmax regression model for the batches of one epoch, compiled whole: the
+    single-model loop's step (`models.softmax.SoftmaxRegression.loss` + `optim.sgd`) without a
+    Python call per step. Batch j is order[j*B:(j+1)*B]; at most `max_batches` of them.
+
+    lr, alpha: scalars of W's dtype (as NumPy rounds a Python float against a float32 array).
+    losses[j] = mean CE of batch j (without the penalty, accumulated in float64, as `loss` reports it).
+    With `averaging`, the weights after each step are added to sum_W, sum_b.
+    Returns (steps taken, diverged): a non-finite loss stops before that step's update (it counts).
+    """
+    n, D = X.shape
+    K = W.shape[1]
+    steps = 0
+    for start in range(0, n, B):
+        if steps >= max_batches:
+            break
+        stop = min(start + B, n)
+        m = stop - start
+        xb = np.empty((m, D), dtype=W.dtype)
+        for r in range(m):
+            xb[r] = X[order[start + r]]
+        z = np.dot(xb, W)
+        total = 0.0
+        for r in range(m):
+            mx = z[r, 0] + b[0]
+            for k in range(K):
+                z[r, k] += b[k]
+                if z[r, k] > mx:
+                    mx = z[r, k]
+            for k in range(K):
+                z[r, k] -= mx
+            lse = np.log(np.exp(z[r]).sum())
+            for k in range(K):
+                z[r, k] -= lse  # log-probabilities
+            total += z[r, y[order[start + r]]]
+        loss = -total / m
+        losses[steps] = loss
+        steps += 1
+        if not np.isfinite(loss):
+            return steps, True
+        for r in range(m):
+            for k in range(K):
+                z[r, k] = np.exp(z[r, k])
+            z[r, y[order[start + r]]] -= 1
+            for k in range(K):
+                z[r, k] /= m
+        dW = np.dot(xb.T, z)
+        dW += alpha * W
+        W -= lr * dW
+        db = z[0].copy()
+        for r in range(1, m):
+            db += z[r]
+        b -= lr * db
+        if averaging:
+            sum_W += W
+            sum_b += b
+    return steps, False
