@@ -232,3 +232,25 @@ def test_select_by_accuracy_takes_the_most_accurate_even_when_ce_ranks_otherwise
     assert select(rows, "val_accuracy")["id"] == 1  # the first of the two at 0.90
     assert [r["id"] for r in rank(rows, "val_accuracy")] == [1, 4, 0, 2]
     assert select([rows[3]], "val_ce") is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stack_metrics_follow_the_one_metric_rule(dtype):
+    """The stack's compiled evaluation equals layers.cross_entropy on the true logits, ties included."""
+    rng = np.random.default_rng(5)
+    n, d, K, S = 9000, 6, 4, 5  # more rows than one evaluation chunk
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = rng.integers(0, K, n)
+    V = rng.normal(size=(d, (K - 1) * S)).astype(dtype)
+    V[:, 4::S] = 0  # setting 4: zero weights, every row a 4-way tie
+    c, b = rng.uniform(0.5, 2, S), rng.normal(size=(K, S)).astype(dtype)
+    b[:, 4] = 0
+    ce, acc = stack_metrics(X, y, V, c, b)
+    W = (V.reshape(d, K - 1, S) * c.astype(dtype))
+    W = np.concatenate([W, -W.sum(axis=1, keepdims=True)], axis=1)  # (d, K, S)
+    for s in range(S):
+        z = X @ W[:, :, s] + b[:, s]
+        ref_ce, ref_correct = cross_entropy(z, y)
+        assert ce[s] == pytest.approx(ref_ce / n, rel=1e-6 if dtype == np.float32 else 1e-12)
+        assert acc[s] == ref_correct / n
+    assert acc[4] == np.mean(y == 0)

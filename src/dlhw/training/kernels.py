@@ -117,6 +117,44 @@ def add_true_weights(V, ct, A):
             A[d, j] += V[d, j] * ct[j]
 
 
+@nb.njit(**_JIT)
+def eval_logits(Zl, c, b, y, P, zy, correct):
+    """Evaluation's first half (`models.layers.cross_entropy`'s rule, compiled for a stack):
+    `shifted_logits`, and correct[s] += rows whose first argmax is their label (ties: lower class)."""
+    shifted_logits(Zl, c, b, y, P, zy)
+    B, K, S = P.shape
+    best = np.empty(S, dtype=P.dtype)
+    arg = np.empty(S, dtype=np.int64)
+    for i in range(B):
+        for s in range(S):
+            best[s] = P[i, 0, s]
+            arg[s] = 0
+        for k in range(1, K):
+            for s in range(S):
+                if P[i, k, s] > best[s]:
+                    best[s] = P[i, k, s]
+                    arg[s] = k
+        for s in range(S):
+            if arg[s] == y[i]:
+                correct[s] += 1
+
+
+@nb.njit(**_JIT)
+def eval_ce(P, zy, ce):
+    """Evaluation's second half, after exp: ce[s] += sum_i log(sum_k P) - zy with the sum of the
+    exponentials and the log in float64, row by row (as `models.layers.cross_entropy`)."""
+    B, K, S = P.shape
+    acc = np.empty(S)
+    for i in range(B):
+        for s in range(S):
+            acc[s] = P[i, 0, s]
+        for k in range(1, K):
+            for s in range(S):
+                acc[s] += P[i, k, s]
+        for s in range(S):
+            ce[s] += np.log(acc[s]) - zy[i, s]
+
+
 def gemm_for(dtype):
     """BLAS gemm of `dtype` (scipy's wrapper: it takes alpha, beta and an output to overwrite)."""
     return blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
