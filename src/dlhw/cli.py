@@ -8,7 +8,7 @@ import click
 
 import dlhw
 from dlhw.config import Config, load_config
-from dlhw.errors import ConfigError
+from dlhw.errors import ConfigError, DlhwError
 
 CONFIG = click.option("--config", "config_path", required=True, metavar="FILE",
                       help="YAML experiment config, e.g. configs/softmax_train.yaml.")
@@ -21,7 +21,26 @@ DATA_DIR = click.option("--data-dir", default=None, metavar="DIR",
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _UserError(click.ClickException):
+    """A library DlhwError as click sees it: one line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class _Cli(click.Group):
+    """The library raises plain DlhwErrors; every command maps them to click's one-line exit 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DlhwError as e:
+            raise _UserError(e.message) from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(dlhw.__version__, prog_name="dlhw")
 def cli() -> None:
     """Reproduce deep-learning homework results exactly, quickly and verifiably."""
