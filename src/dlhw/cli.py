@@ -74,7 +74,7 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
     if cfg.grid is not None:
         click.echo(f"note: {config_path} has a 'grid' section; `dlhw train` trains the 'train' values only "
                    f"(the grid was not run; use `dlhw grid`).", err=True)
-    res = train_run(cfg, progress=not quiet, argv=sys.argv)
+    res = train_run(cfg, progress=False if quiet else None, argv=sys.argv)
     m = res.metrics
     avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     click.echo(f"{cfg.name}: {cfg.model.kind} on {cfg.data.name}, {_count(m['epochs_run'], 'epoch')}{avg}, "
@@ -112,7 +112,8 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
         click.echo(plan(cfg, n_jobs, data_dir))
         return
     try:
-        res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=not quiet, argv=sys.argv)
+        res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=False if quiet else None,
+                       argv=sys.argv)
     except GridInterrupted as e:
         click.echo(str(e), err=True)
         sys.exit(130)
@@ -254,8 +255,10 @@ def check(names, json_path, verbose) -> None:
 
 def main() -> None:
     """Entry point. User mistakes (DlhwError, usage errors) exit 2 with one line, no traceback."""
+    import os
     import warnings
 
+    os.environ["MPLBACKEND"] = "Agg"  # the CLI only writes files; the library leaves the backend alone
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
     try:
         rv = cli.main(prog_name="dlhw", standalone_mode=False)

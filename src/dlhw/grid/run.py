@@ -141,7 +141,7 @@ def _retrain_job(cfg: Config) -> GridJob:
 
 
 def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
-             progress: bool = True, argv: list[str] | None = None, max_stack: int | None = None) -> GridResult:
+             progress: bool | None = None, argv: list[str] | None = None, max_stack: int | None = None) -> GridResult:
     """Run (or resume) the grid of `cfg`, select the best setting, retrain it and test it."""
     if cfg.grid is None:
         raise RunError(f"{cfg.source}: has no 'grid' section; use `dlhw train` for a single setting.")
