@@ -30,6 +30,7 @@ from dlhw.config import Config
 from dlhw.errors import RunError
 from dlhw.grid.jobs import GridJob, make_jobs
 from dlhw.grid.select import assemble, rank, select
+from dlhw.grid.spawn import main_not_rerun
 from dlhw.store.lock import RunLock
 from dlhw.progress import bar
 
@@ -259,7 +260,8 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "
     q = ctx.Queue()
     ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(JOB_THREADS, q))
     try:
-        futures = {ex.submit(_work, j, str(folder)): j for j in missing}
+        with main_not_rerun():  # workers start here; they need dlhw only, not the caller's script
+            futures = {ex.submit(_work, j, str(folder)): j for j in missing}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
