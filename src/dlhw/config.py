@@ -274,6 +274,9 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """An experiment's settings, validated when built or changed in Python by the YAML file's rules:
+    `Config(name="x", train={"epochs": 5})`, `cfg.replace(train={"epochs": 3})`."""
+
     name: str
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
