@@ -225,3 +225,26 @@ def test_grid_from_a_script_without_a_main_guard(tmp_path, fashion_dir):
     assert {r["batch_size"] for r in g.rows} == {1000, 2000}
     assert "chosen by val_ce" in g._repr_html_()
     assert g.figure("grid_heatmaps").axes
+
+
+# --------------------------------------------------------------------------- progress bars
+
+
+def test_progress_none_shows_bars_where_a_person_watches(monkeypatch):
+    import types
+
+    from dlhw import progress
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
+    assert not progress.in_notebook()  # pytest is no Jupyter kernel
+    assert [progress.bar(10, "x", enabled=e).disable for e in (None, True, False)] == [True, False, True]
+
+    shell = types.SimpleNamespace(kernel=object())  # what a Jupyter (or Colab) kernel's shell has
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    assert progress.in_notebook() and progress.watched()
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed: tqdm's text bar
+    assert progress._notebook_tqdm() is progress.text_tqdm
+    monkeypatch.setitem(sys.modules, "ipywidgets", types.ModuleType("ipywidgets"))
+    from tqdm.notebook import tqdm as widget_tqdm
+
+    assert progress._notebook_tqdm() is widget_tqdm

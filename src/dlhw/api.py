@@ -397,12 +397,8 @@ def _frame(rows: list[dict], what: str):
     try:
         import pandas as pd
     except ImportError:
-        raise DlhwPandasMissing(f"{what}() needs pandas: pip install pandas (or use the list of dicts).") from None
+        raise ImportError(f"{what}() needs pandas: pip install pandas (or use the list of dicts).") from None
     return pd.DataFrame(rows)
-
-
-class DlhwPandasMissing(ImportError):
-    """pandas is optional; the list-of-dicts forms need nothing."""
 
 
 def _figure_table() -> dict:
