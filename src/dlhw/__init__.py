@@ -9,6 +9,13 @@ From Python or Jupyter:
     g.best; g.rows; g.retrained
     dlhw.load_run("results/softmax_small")                                  # read a run folder back
 
+  load_config(config, **overrides) -> Config    validated like a YAML file and --set
+  train(config, out=None, progress=None, **overrides) -> Run
+  grid(config, out=None, jobs=None, progress=None, **overrides) -> GridRun
+                                                 (the `dlhw.grid` subpackage is callable)
+  load_run(path) -> Run | GridRun                a run folder read back, no data set needed
+  load_data(name="fashion-mnist") -> Dataset     raw uint8 arrays, e.g. for Run.predict
+
 `config` may be a YAML path, a dict or a `Config`; overrides are dotted keys
 (`**{"train.epochs": 5}`) or sections (`train={"epochs": 5}`), validated like `--set`.
 Mistakes raise `ConfigError`, `DataError` or `RunError`, all subclasses of `DlhwError`.
