@@ -10,7 +10,8 @@ import click
 
 import dlhw
 from dlhw.config import Config, load_config
-from dlhw.errors import ConfigError, RunError
+from dlhw.errors import ConfigError, DlhwError, RunError
+
 
 def config_option(example: str):
     return click.option("--config", "config_path", required=True, metavar="FILE",
@@ -80,10 +81,28 @@ def _extra_argument_hint(args: list[str]) -> str:
     return " Config values are set with --set KEY=VALUE (one word, e.g. --set train.epochs=5)."
 
 
+class _UserError(click.ClickException):
+    """A library DlhwError as click sees it: one line, its exit code (2 for a mistake, 1 for a failed write)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
 class _Group(click.Group):
-    """`dlhw --help` lists each command with its whole summary (wrapped, not cut off)."""
+    """`dlhw --help` lists each command with its whole summary (wrapped, not cut off); the library's
+    plain DlhwErrors become click's one-line errors."""
 
     command_class = _Command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DlhwError as e:
+            raise _UserError(e.message, e.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
@@ -143,7 +162,7 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
         click.echo(f"note: {where}; `dlhw train` trains the 'train' values only "
                    f"(the grid was not run; use `dlhw grid`).", err=True)
     try:
-        res = train_run(cfg, progress=not quiet, argv=sys.argv)
+        res = train_run(cfg, progress=False if quiet else None, argv=sys.argv)
     except Interrupted as e:
         _interrupted(str(e))
     m = res.metrics
@@ -186,7 +205,8 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
         click.echo(plan(cfg, n_jobs, data_dir))
         return
     try:
-        res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=not quiet, argv=sys.argv)
+        res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=False if quiet else None,
+                       argv=sys.argv)
     except GridInterrupted as e:
         _interrupted(str(e))
     except Interrupted as e:  # in the retrain
@@ -387,8 +407,10 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}  # the disk,
 
 def main() -> None:
     """Entry point. User mistakes (DlhwError, usage errors) exit 2 with one line, no traceback."""
+    import os
     import warnings
 
+    os.environ["MPLBACKEND"] = "Agg"  # the CLI only writes files; the library leaves the backend alone
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
     try:
         rv = cli.main(prog_name="dlhw", standalone_mode=False)

@@ -209,6 +209,9 @@ class DataConfig:
     preprocess: str = "scale"  # scale (x/255) | standardize | none
     classes: tuple | None = None  # subset of classes by name or index; 2 -> binary task
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "data")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -220,6 +223,9 @@ class ModelConfig:
     batch_norm: bool = False  # mlp: batch normalisation after each hidden affine layer
     dropout: float = 0.0  # mlp: drop probability (bernoulli) or variance (gaussian)
     dropout_kind: str = "bernoulli"  # mlp: bernoulli | gaussian (multiplicative N(1, p/(1-p)))
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "model")
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,9 @@ class TrainConfig:
     eval_every: int | None = None  # also evaluate every N iterations (curves); null = per epoch
     average: str = "none"  # none: the last iterate | epoch: the mean of the iterates of the current epoch
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "train")
+
 
 @dataclass(frozen=True)
 class GridConfig:
@@ -247,6 +256,9 @@ class GridConfig:
     retrain_on: str = "train+val"  # train+val | train
     retrain_epochs: str = "same"  # same (homework's rule) | same_steps (same number of SGD steps)
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "grid")  # an empty axis () is filled from `train` by Config
+
     @property
     def size(self) -> int:
         return len(self.batch_size) * len(self.learning_rate) * len(self.epochs) * len(self.alpha)
@@ -256,16 +268,42 @@ class GridConfig:
 class OutputConfig:
     dir: str | None = None  # run folder; default results/<name>
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "output")
+
 
 @dataclass(frozen=True)
 class Config:
+    """An experiment's settings, validated when built or changed in Python by the YAML file's rules:
+    `Config(name="x", train={"epochs": 5})`, `cfg.replace(train={"epochs": 3})`."""
+
     name: str
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     grid: GridConfig | None = None
-    output: OutputConfig = OutputConfig()
+    output: OutputConfig = field(default_factory=OutputConfig)
     source: str = field(default="<defaults>", compare=False)  # where it was loaded from
+
+    def __post_init__(self) -> None:
+        """Validated like a YAML file: sections may be given as dicts; the same rules, the same messages."""
+        at = _at(self.source)
+        name = Str().check(_plain(self.name), f"{at}'name'")
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ConfigError(f"{at}'name' must be a plain folder name without '/'. Got {name!r} instead.")
+        for sec, (cls, rules) in SCHEMA.items():
+            body = getattr(self, sec)
+            if isinstance(body, dict):
+                body = cls(**_section(sec, body, self.source))
+            elif not isinstance(body, cls) and not (body is None and sec == "grid"):
+                raise ConfigError(f"{at}'{sec}' must be a mapping with keys {', '.join(rules)}. "
+                                  f"Got {body!r} instead.")
+            object.__setattr__(self, sec, body)
+        if self.grid is not None:  # a missing axis takes the train value
+            fill = {a: (getattr(self.train, a),) for a in GRID_AXES if not getattr(self.grid, a)}
+            if fill:
+                object.__setattr__(self, "grid", dataclasses.replace(self.grid, **fill))
+        _check_combinations(self, self.source)
 
     @property
     def run_dir(self) -> Path:
@@ -278,12 +316,61 @@ class Config:
         return _listify(d)
 
     def replace(self, **sections: Any) -> "Config":
-        """A copy with some fields changed: `cfg.replace(train={'epochs': 3})`."""
+        """A copy with some fields changed, validated: `cfg.replace(train={'epochs': 3})`."""
         kw = {}
         for sec, changes in sections.items():
+            if sec not in TOP_LEVEL:
+                raise ConfigError(f"unknown key {sec!r}{_hint(sec, TOP_LEVEL)}. Allowed: {', '.join(TOP_LEVEL)}.")
             cur = getattr(self, sec)
-            kw[sec] = dataclasses.replace(cur, **changes) if isinstance(changes, dict) else changes
+            if isinstance(changes, dict) and sec in SCHEMA:
+                _known_keys(sec, changes, "")
+                changes = SCHEMA[sec][0](**changes) if cur is None else dataclasses.replace(cur, **changes)
+            kw[sec] = changes
         return dataclasses.replace(self, **kw)
+
+
+def _at(src: str) -> str:
+    """The message prefix naming where a config came from ('' for one built in Python)."""
+    return "" if not src or src.startswith("<") else f"{src}: "
+
+
+def _plain(x: Any) -> Any:
+    """What YAML would have given: tuples -> lists, numpy scalars and arrays -> Python values."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if type(x).__module__ == "numpy" and hasattr(x, "tolist"):
+        return _plain(x.tolist())
+    return x
+
+
+def _check_fields(obj: Any, sec: str) -> None:
+    """A section dataclass built or changed in Python: every field through its rule (clean values kept)."""
+    rules = SCHEMA[sec][1]
+    for f in dataclasses.fields(obj):
+        value = _plain(getattr(obj, f.name))
+        if sec == "grid" and f.name in GRID_AXES and value == []:
+            continue  # filled from `train` by Config
+        object.__setattr__(obj, f.name, rules[f.name].check(value, f"'{sec}.{f.name}'"))
+
+
+def _known_keys(sec: str, body: dict, src: str) -> None:
+    rules = SCHEMA[sec][1]
+    for key in body:
+        if key not in rules:
+            raise ConfigError(f"{_at(src)}unknown key '{sec}.{key}'{_hint(str(key), rules)}. "
+                              f"Allowed in '{sec}': {', '.join(rules)}.")
+
+
+def _section(sec: str, body: Any, src: str) -> dict:
+    """A raw section mapping -> clean values, or a ConfigError naming `src`, the key, the rule and the value."""
+    rules = SCHEMA[sec][1]
+    if not isinstance(body, dict):
+        raise ConfigError(f"{_at(src)}'{sec}' must be a mapping with keys {', '.join(rules)}. "
+                          f"Got {body!r} instead.")
+    _known_keys(sec, body, src)
+    return {key: rules[key].check(_plain(value), f"{_at(src)}'{sec}.{key}'") for key, value in body.items()}
 
 
 def _listify(x: Any) -> Any:
@@ -342,6 +429,7 @@ SCHEMA: dict[str, tuple[type, dict[str, Rule]]] = {
     "output": (OutputConfig, {"dir": Optional(Str())}),
 }
 TOP_LEVEL = ("name", *SCHEMA)
+GRID_AXES = ("batch_size", "learning_rate", "epochs", "alpha")
 
 
 # --------------------------------------------------------------------------- loading
@@ -422,37 +510,49 @@ def apply_overrides(raw: dict, overrides: tuple[str, ...] | list[str], src: str)
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML.") from None
-        parts = key.split(".")
-        if parts[0] not in TOP_LEVEL:
-            raise ConfigError(f"--set {item!r}: unknown key {parts[0]!r}{_hint(parts[0], TOP_LEVEL)}. "
-                              f"Allowed: {', '.join(TOP_LEVEL)}.")
-        if len(parts) > 2 or (parts[0] == "name") != (len(parts) == 1):
-            allowed = "name" if parts[0] == "name" else f"{parts[0]}.<key>"
-            raise ConfigError(f"--set {item!r}: key must be {allowed}.")
-        if len(parts) == 1:
-            _check_override(Str(), value, text, item, "name")
-            out["name"] = value
-            continue
-        sec, sub = parts
-        rules = SCHEMA[sec][1]
-        if sub not in rules:
-            raise ConfigError(f"--set {item!r}: unknown key '{sec}.{sub}'{_hint(sub, rules)}. "
-                              f"Allowed in '{sec}': {', '.join(rules)}.")
-        _check_override(rules[sub], value, text, item, key)
-        if not isinstance(out.get(sec), dict):
-            out[sec] = {}
-        out[sec][sub] = value
+        _set(out, key, value, f"--set {item!r}", text.strip())
     return out
 
 
-def _check_override(rule: Rule, value: Any, text: str, item: str, key: str) -> None:
-    """A --set value is judged where the user typed it, showing what they typed."""
+def set_values(raw: dict, values: dict[str, Any]) -> dict:
+    """Apply `{"train.epochs": 5}` (dotted keys, Python values) to a copy of `raw`, each checked like --set."""
+    out = copy.deepcopy(raw)
+    for key, value in values.items():
+        _set(out, key, _plain(value), f"{key}={value!r}", None)
+    return out
+
+
+def _set(out: dict, key: str, value: Any, label: str, typed: str | None) -> None:
+    """out[section][key] = value after the checks of the key and of the value (judged where it was given)."""
+    parts = key.split(".")
+    if parts[0] not in TOP_LEVEL:
+        raise ConfigError(f"{label}: unknown key {parts[0]!r}{_hint(parts[0], TOP_LEVEL)}. "
+                          f"Allowed: {', '.join(TOP_LEVEL)}.")
+    if len(parts) > 2 or (parts[0] == "name") != (len(parts) == 1):
+        allowed = "name" if parts[0] == "name" else f"{parts[0]}.<key>"
+        raise ConfigError(f"{label}: key must be {allowed}.")
+    if len(parts) == 1:
+        _check_override(Str(), value, typed, label, "name")
+        out["name"] = value
+        return
+    sec, sub = parts
+    rules = SCHEMA[sec][1]
+    if sub not in rules:
+        raise ConfigError(f"{label}: unknown key '{sec}.{sub}'{_hint(sub, rules)}. "
+                          f"Allowed in '{sec}': {', '.join(rules)}.")
+    _check_override(rules[sub], value, typed, label, key)
+    if not isinstance(out.get(sec), dict):
+        out[sec] = {}
+    out[sec][sub] = value
+
+
+def _check_override(rule: Rule, value: Any, typed: str | None, label: str, key: str) -> None:
+    """An override is judged where the user gave it, showing what they typed."""
     try:
-        rule.check(value, f"--set {item!r}: '{key}'")
+        rule.check(value, f"{label}: '{key}'")
     except ConfigError as e:
-        typed = text.strip()
-        if typed != str(value):  # e.g. yes -> True, 1e-3 -> '1e-3', [1, 2] -> [1, 2]
-            raise ConfigError(f"{e.format_message()[:-1]} (YAML reads {typed!r} as {value!r}).") from None
+        if typed is not None and typed != str(value):  # e.g. yes -> True, 1e-3 -> '1e-3', [1, 2] -> [1, 2]
+            raise ConfigError(f"{e.message[:-1]} (YAML reads {typed!r} as {value!r}).") from None
         raise
 
 
@@ -460,30 +560,18 @@ def from_dict(raw: dict, src: str = "<dict>", default_name: str = "run") -> Conf
     """Validate a raw mapping (as read from YAML) into a Config."""
     for key in raw:
         if key not in TOP_LEVEL:
-            raise ConfigError(f"{src}: unknown key {key!r}{_hint(str(key), TOP_LEVEL)}. "
+            raise ConfigError(f"{_at(src)}unknown key {key!r}{_hint(str(key), TOP_LEVEL)}. "
                               f"Allowed at the top level: {', '.join(TOP_LEVEL)}.")
     name = raw.get("name", default_name)
-    name = Str().check(name, f"{src}: 'name'")
+    name = Str().check(_plain(name), f"{_at(src)}'name'")
     if "/" in name or "\\" in name or name in (".", ".."):
-        raise ConfigError(f"{src}: 'name' must be a plain folder name without '/'. Got {name!r} instead.")
+        raise ConfigError(f"{_at(src)}'name' must be a plain folder name without '/'. Got {name!r} instead.")
 
     sections: dict[str, Any] = {}
-    for sec, (cls, rules) in SCHEMA.items():
-        if sec not in raw:
+    for sec in SCHEMA:
+        if sec not in raw or (raw[sec] is None and sec == "grid"):
             continue
-        body = raw[sec]
-        if body is None and sec == "grid":
-            continue
-        if not isinstance(body, dict):
-            raise ConfigError(f"{src}: '{sec}' must be a mapping with keys {', '.join(rules)}. "
-                              f"Got {body!r} instead.")
-        values = {}
-        for key, value in body.items():
-            if key not in rules:
-                raise ConfigError(f"{src}: unknown key '{sec}.{key}'{_hint(str(key), rules)}. "
-                                  f"Allowed in '{sec}': {', '.join(rules)}.")
-            values[key] = rules[key].check(value, f"{src}: '{sec}.{key}'")
-        sections[sec] = values
+        sections[sec] = _section(sec, raw[sec], src)
 
     train = TrainConfig(**sections.get("train", {}))
     grid = None
@@ -501,25 +589,25 @@ def from_dict(raw: dict, src: str = "<dict>", default_name: str = "run") -> Conf
         grid=grid,
         output=OutputConfig(**sections.get("output", {})),
         source=src,
-    )
-    _check_combinations(cfg, src)
+    )  # Config checks the rules that involve more than one key
     return cfg
 
 
 def _check_combinations(cfg: Config, src: str) -> None:
     """Rules that involve more than one key."""
+    at = _at(src)
     if cfg.grid is not None and cfg.data.val_fraction == 0:
-        raise ConfigError(f"{src}: a 'grid' needs a validation set to select on; "
+        raise ConfigError(f"{at}a 'grid' needs a validation set to select on; "
                           f"'data.val_fraction' must be > 0. Got 0 instead.")
     if cfg.train.optimizer == "newton" and cfg.model.kind != "linear":
-        raise ConfigError(f"{src}: 'train.optimizer' newton is only available for model.kind 'linear'. "
+        raise ConfigError(f"{at}'train.optimizer' newton is only available for model.kind 'linear'. "
                           f"Got model.kind {cfg.model.kind!r}; use 'sgd' or 'momentum'.")
     if cfg.data.name == "xor" and cfg.model.kind not in ("linear", "logistic", "mlp"):
-        raise ConfigError(f"{src}: data.name 'xor' has 2 inputs and binary targets; "
+        raise ConfigError(f"{at}data.name 'xor' has 2 inputs and binary targets; "
                           f"'model.kind' must be linear, logistic or mlp. Got {cfg.model.kind!r} instead.")
     if cfg.model.kind == "logistic" and cfg.data.name != "xor" and (
             cfg.data.classes is None or len(cfg.data.classes) > 2):
-        raise ConfigError(f"{src}: model.kind 'logistic' is binary; 'data.classes' must list 1 or 2 classes. "
+        raise ConfigError(f"{at}model.kind 'logistic' is binary; 'data.classes' must list 1 or 2 classes. "
                           f"Got {None if cfg.data.classes is None else list(cfg.data.classes)!r} instead.")
 
 

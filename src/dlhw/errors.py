@@ -1,19 +1,25 @@
-"""User-facing errors: one clear line, exit code 2, no traceback.
+"""User-facing errors: plain exceptions carrying one clear line.
 
-Real bugs are *not* wrapped: they keep their traceback so they get fixed.
+The library raises them; the CLI prints `error: <message>` and exits with code 2
+(no traceback). Real bugs are *not* wrapped: they keep their traceback so they get fixed.
 """
 from __future__ import annotations
 
-import click
 
+class DlhwError(Exception):
+    """A mistake the user can fix (bad config, path or file). The CLI exits 2 with one line."""
 
-class DlhwError(click.ClickException):
-    """A mistake the user can fix (bad config, path or file). Exit code 2."""
+    exit_code = 2  # what the CLI exits with
 
-    exit_code = 2
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
-    def show(self, file=None) -> None:  # one line, no "Error: " noise twice
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+    def format_message(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ConfigError(DlhwError):

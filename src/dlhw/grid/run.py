@@ -32,6 +32,7 @@ from dlhw.grid import estimate
 from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
+from dlhw.grid.spawn import main_not_rerun
 from dlhw.store.lock import RunLock
 from dlhw.progress import bar
 
@@ -141,7 +142,7 @@ def _retrain_job(cfg: Config) -> GridJob:
 
 
 def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
-             progress: bool = True, argv: list[str] | None = None, max_stack: int | None = None) -> GridResult:
+             progress: bool | None = None, argv: list[str] | None = None, max_stack: int | None = None) -> GridResult:
     """Run (or resume) the grid of `cfg`, select the best setting, retrain it and test it."""
     if cfg.grid is None:
         raise RunError(f"{cfg.source}: has no 'grid' section; use `dlhw train` for a single setting.")
@@ -285,7 +286,8 @@ def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "
     q = ctx.Queue()
     ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(JOB_THREADS, q))
     try:
-        futures = {ex.submit(_work, j, str(folder)): j for j in missing}
+        with main_not_rerun():  # workers start here; they need dlhw only, not the caller's script
+            futures = {ex.submit(_work, j, str(folder)): j for j in missing}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)

@@ -4,18 +4,18 @@ from __future__ import annotations
 import io
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
 import matplotlib
+import matplotlib.pyplot as plt  # colormaps and patches only: figures never go through pyplot
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator  # noqa: E402
-
-from dlhw.store import files as results  # noqa: E402
-from dlhw.report.runfiles import RunFiles, finite, fmt_value  # noqa: E402
+from dlhw.store import files as results
+from dlhw.report.runfiles import RunFiles, finite, fmt_value
 
 FORMATS = ("png", "svg", "pdf")
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c", "batch": "#7f7f7f"}
@@ -29,18 +29,47 @@ STYLE = {  # sized so a 5-inch-wide figure stays legible printed at column width
 }
 
 
+class ShownFigure(Figure):
+    """A Figure that Jupyter shows inline (PNG) whichever backend is active: dlhw's figures are
+    never in pyplot's list of figures, so nothing displays, keeps or closes them behind your back."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png")
+        return buf.getvalue()
+
+
+_KEPT: ContextVar[list | None] = ContextVar("dlhw_kept_figures", default=None)
+
+
 @contextmanager
-def figure(path: Path, nrows: int = 1, ncols: int = 1, **kw) -> Iterator[tuple]:
-    """A styled figure saved to `path` on success and closed whatever happens."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, layout="constrained", **kw)
-        try:
-            yield fig, axes
-            buf = io.BytesIO()
-            fig.savefig(buf, format=path.suffix.lstrip("."))
-            results.atomic_write_bytes(path, buf.getvalue())  # no half-written figure after a crash
-        finally:
-            plt.close(fig)
+def keep_figures() -> Iterator[list]:
+    """Inside, `figure()` hands its figures to the list yielded instead of writing them to files."""
+    kept: list = []
+    token = _KEPT.set(kept)
+    try:
+        yield kept
+    finally:
+        _KEPT.reset(token)
+
+
+@contextmanager
+def figure(path: Path, nrows: int = 1, ncols: int = 1, *, figsize=None, **kw) -> Iterator[tuple]:
+    """A styled figure saved atomically to `path` on success (inside `keep_figures()`: handed back).
+
+    A plain `Figure`, not pyplot's: no backend is needed, no window opens, nothing must be closed.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig = ShownFigure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(nrows, ncols, **kw)
+        yield fig, axes
+        kept = _KEPT.get()
+        if kept is not None:
+            kept.append(fig)
+            return
+        buf = io.BytesIO()
+        fig.savefig(buf, format=path.suffix.lstrip("."))
+        results.atomic_write_bytes(path, buf.getvalue())  # no half-written figure after a crash
 
 
 def nice_ticks(lo: float, hi: float, most: int = 7) -> list[float]:

@@ -11,8 +11,8 @@
   confusion_matrix  test confusion matrix (metrics.json `test_confusion`)
   weights           softmax class templates, or an MLP's first-layer units (784 inputs only)
 
-Every figure is its own `fig` (never pyplot's current figure), styled inside `plt.rc_context`,
-saved and closed; the Agg backend needs no display.
+Every figure is its own `Figure` (never pyplot's), styled inside `rc_context` and saved; no
+backend or display is needed. `dlhw.Run.figure(name)` returns the same figures instead of saving them.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class RunResult:
     prepared: Prepared
 
 
-def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, progress: bool = True,
+def train_run(cfg: Config, *, data_dir=None, out_dir: str | Path | None = None, progress: bool | None = None,
               argv: list[str] | None = None, retrain_on: str = "train", epochs: int | None = None,
               prep: Prepared | None = None, extra: dict | None = None, max_steps: int | None = None,
               manifest_extra: dict | None = None) -> RunResult:
