@@ -206,7 +206,7 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
                     {"grid": {"seconds": round(grid_seconds, 3), "jobs": len(jobs), "jobs_run": len(missing),
                               "jobs_loaded": len(jobs) - len(missing), "workers": workers,
                               "estimated_seconds": round(estimated, 1) if estimated else None,
-                              "settings_per_second": round(g.size / max(grid_seconds, 1e-9), 3)}})
+                              "settings_per_second": g.size / max(round(grid_seconds, 3), 1e-9)}})
     best_info["retrained_epochs"] = final.metrics["epochs_run"]
     best_info["retrained_steps"] = final.metrics["iterations"]
     results.write_json(run_dir / "best.json", best_info)
