@@ -14,7 +14,7 @@ import numpy as np
 
 from dlhw.models import Model
 from dlhw.models.optim import OPTIMIZERS
-from dlhw.training.rules import IterateMean, batches_per_epoch, epoch_batches, epoch_permutation, nonfinite
+from dlhw.training.rules import IterateMean, epoch_batches, nonfinite
 
 Split = tuple[np.ndarray, np.ndarray]  # (X (N, D), y (N,))
 
@@ -61,23 +61,13 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
     states: dict[str, dict] = {k: {} for k in model.params}
     drop_rng = np.random.default_rng([cfg.seed, 2])  # stream 2 = dropout masks
     avg = IterateMean(model.params) if cfg.average == "epoch" else None
-    lean = _leanable(model, cfg, X)
     it = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, epochs + 1):
             if avg:
                 avg.reset()
-            if lean:  # the whole epoch in one compiled call (same step, same rules)
-                done = _lean_epoch(model, X, y, cfg, epoch, avg, hist,
-                                   None if max_steps is None else max_steps - it)
-                it += done
-                if hist.diverged:
-                    hist.diverged_epoch, hist.epochs_run, hist.iterations = epoch, epoch, it
-                    return hist
-                if on_step:
-                    on_step(done)
             seen = 0  # rows of this epoch visited so far
-            for idx in (() if lean else epoch_batches(n, cfg.batch_size, cfg.seed, epoch)):
+            for idx in epoch_batches(n, cfg.batch_size, cfg.seed, epoch):
                 if max_steps is not None and it >= max_steps:
                     break
                 seen += len(idx)
@@ -104,36 +94,6 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
             if last:
                 break
     return hist
-
-
-def _leanable(model: Model, cfg, X: np.ndarray) -> bool:
-    """Softmax regression under plain SGD, evaluated at epoch ends only: its epochs run compiled."""
-    from dlhw.models.softmax import SoftmaxRegression
-
-    return (type(model) is SoftmaxRegression and cfg.optimizer == "sgd" and not cfg.eval_every
-            and X.dtype == model.params["W"].dtype and X.flags.c_contiguous)
-
-
-def _lean_epoch(model, X, y, cfg, epoch: int, avg: IterateMean | None, hist: History, steps_left) -> int:
-    """One epoch of `kernels.softmax_sgd_epoch`: the steps `fit` takes, without a Python call per step."""
-    from dlhw.training import kernels
-
-    n = X.shape[0]
-    limit = batches_per_epoch(n, cfg.batch_size)
-    if steps_left is not None:
-        limit = max(0, min(limit, steps_left))
-    W, b = model.params["W"], model.params["b"]
-    dt = W.dtype.type
-    losses = np.empty(limit)
-    sums = (avg.sums["W"], avg.sums["b"]) if avg else (W, b)  # (not written without averaging)
-    done, diverged = kernels.softmax_sgd_epoch(X, y, epoch_permutation(n, cfg.seed, epoch), cfg.batch_size, W, b,
-                                               dt(cfg.learning_rate), dt(model.alpha), limit, avg is not None,
-                                               *sums, losses)
-    hist.batch_loss.extend(losses[:done].tolist())
-    hist.diverged = bool(diverged)
-    if avg:
-        avg.count += done - int(diverged)
-    return done
 
 
 @contextmanager
