@@ -11,6 +11,7 @@ running them longest first on the workers, plus the retrain. `dlhw grid --dry-ru
 from __future__ import annotations
 
 import heapq
+import math
 import multiprocessing as mp
 import statistics
 import time
@@ -24,7 +25,7 @@ from dlhw.models import EVAL_CHUNK
 from dlhw.training.rules import batches_per_epoch
 
 START_S = 4.0  # process start, data load (from the cache) and the pool: measured once, small
-TARGET_S = 0.12  # seconds of steps timed per batch size and process
+ROWS = 16384  # random rows the calibration trains on: up to 64 steps, 8 at batch 2048
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Calibration:
     settings: int  # S the steps were timed with
     eval_s: float  # seconds per EVAL_CHUNK rows evaluated by a stack of S settings
     avg_s: float  # seconds per averaging pass over a stack of S settings
-    retrain_step_s: dict[int, float]  # batch size -> seconds per single-model SGD step (fit)
+    retrain_step_s: dict[int, float]  # the smallest batch size -> seconds per single-model SGD step (fit)
     retrain_eval_s: float  # seconds per EVAL_CHUNK rows evaluated by one model
 
 
@@ -43,6 +44,21 @@ def _split_sizes(cfg: Config) -> tuple[int, int, int]:
     n_all = 4 if d.name == "xor" else 60000 * (len(d.classes) if d.classes else 10) // 10
     n_val = round(n_all * d.val_fraction)
     return n_all - n_val, n_val, n_all
+
+
+def _per_step(run, B: int) -> float:
+    """Seconds per SGD step of `run(n_rows)`, a call's fixed cost (allocations, the thread-limit
+    context, the epoch-end evaluation) taken out: one step's call is timed against a long one's."""
+    long = max(2, min(ROWS // B, 64))
+    best_one = best_long = math.inf
+    for _ in range(2):  # the faster of two: the other may have met a busy moment
+        t0 = time.perf_counter()
+        run(B)
+        t1 = time.perf_counter()
+        run(B * long)
+        t2 = time.perf_counter()
+        best_one, best_long = min(best_one, t1 - t0), min(best_long, t2 - t1)
+    return max(best_long - best_one, 0.0) / (long - 1)
 
 
 def _measure(args) -> Calibration:
@@ -60,25 +76,20 @@ def _measure(args) -> Calibration:
     dt = np.dtype(dtype)
     lrs, alphas = [0.01] * S, [1e-4] * S
     with threadpool_limits(1, user_api="blas"):
-        X = rng.random((max(batch_sizes) * 8, D), dtype=np.float32).astype(dt)
+        X = rng.random((ROWS, D), dtype=np.float32).astype(dt)
         y = rng.integers(0, K, X.shape[0])
         val = (X[:1], y[:1])
         train_stack(X[:64], y[:64], K, lrs, alphas, 16, 0, 1, val)  # load the compiled kernels
-        step_s, retrain_s = {}, {}
-        for B in batch_sizes:
-            n = min(len(y), B * 8)
-            steps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < TARGET_S:
-                train_stack(X[:n], y[:n], K, lrs, alphas, B, 0, 1, val)
-                steps += batches_per_epoch(n, B)
-            step_s[B] = (time.perf_counter() - t0) / steps
-            m = SoftmaxRegression(D, K, 1e-4, dt)
-            cfg = TrainConfig(batch_size=B, learning_rate=0.01, epochs=1, average="epoch", dtype=dtype)
-            steps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < TARGET_S / 2:
-                fit(m, (X[:n], y[:n]), cfg)
-                steps += batches_per_epoch(n, B)
-            retrain_s[B] = (time.perf_counter() - t0) / steps
+        # a step costs a + b * B (fixed work, then products and passes linear in B): time the smallest
+        # and the largest batch size, interpolate the others
+        lo, hi = min(batch_sizes), max(batch_sizes)
+        ends = {B: _per_step(lambda n: train_stack(X[:n], y[:n], K, lrs, alphas, B, 0, 1, val), B)
+                for B in {lo, hi}}
+        slope = (ends[hi] - ends[lo]) / (hi - lo) if hi > lo else 0.0
+        step_s = {B: ends[lo] + slope * (B - lo) for B in batch_sizes}
+        m = SoftmaxRegression(D, K, 1e-4, dt)
+        cfg = TrainConfig(batch_size=lo, learning_rate=0.01, epochs=1, average="epoch", dtype=dtype)
+        retrain_s = {lo: _per_step(lambda n: fit(m, (X[:n], y[:n]), cfg), lo)}
         Xe, ye = np.resize(X, (EVAL_CHUNK, D)), np.resize(y, EVAL_CHUNK)
         V, c, b = np.zeros((D, (K - 1) * S), dt), np.ones(S), np.zeros((K, S), dt)
         t0 = time.perf_counter()
@@ -110,7 +121,7 @@ def calibrate(cfg: Config, jobs: list[GridJob], workers: int) -> Calibration | N
         cals = pool.map(_measure, [args] * n)
     med = lambda f: statistics.median(f(c) for c in cals)  # noqa: E731
     return Calibration({B: med(lambda c: c.step_s[B]) for B in args[0]}, S, med(lambda c: c.eval_s),
-                       med(lambda c: c.avg_s), {B: med(lambda c: c.retrain_step_s[B]) for B in args[0]},
+                       med(lambda c: c.avg_s), {B: med(lambda c: c.retrain_step_s[B]) for B in cals[0].retrain_step_s},
                        med(lambda c: c.retrain_eval_s))
 
 
