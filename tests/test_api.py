@@ -207,14 +207,15 @@ import dlhw
 g = dlhw.grid({{"name": "script", "data": {{"dir": {data!r}}},
                "train": {{"learning_rate": 0.1, "alpha": 0.0}},
                "grid": {{"batch_size": [1000, 2000], "epochs": [1]}}}},
-              out={out!r}, jobs=2, progress=False, plots=False)
+              out={out!r}, jobs=2, progress={progress}, plots=False)
 print("best", g.best["batch_size"], len(g.rows), round(g.retrained.metrics["test_accuracy"], 4))
 """
 
 
-def test_grid_from_a_script_without_a_main_guard(tmp_path, fashion_dir):
+@pytest.mark.parametrize("progress", [False, True])  # True: the ETA's calibration starts processes too
+def test_grid_from_a_script_without_a_main_guard(tmp_path, fashion_dir, progress):
     script = tmp_path / "homework.py"
-    script.write_text(GRID_SCRIPT.format(data=str(fashion_dir), out=str(tmp_path / "g")))
+    script.write_text(GRID_SCRIPT.format(data=str(fashion_dir), out=str(tmp_path / "g"), progress=progress))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "in use by another dlhw process" not in r.stderr

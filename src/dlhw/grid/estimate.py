@@ -21,6 +21,7 @@ import numpy as np
 
 from dlhw.config import Config
 from dlhw.grid.jobs import GridJob
+from dlhw.grid.spawn import main_not_rerun
 from dlhw.models import EVAL_CHUNK
 from dlhw.training.rules import batches_per_epoch
 
@@ -117,7 +118,7 @@ def calibrate(cfg: Config, jobs: list[GridJob], workers: int) -> Calibration | N
     n = max(1, min(workers, len(stacked)))
     if n == 1:
         return _measure(args)
-    with mp.get_context("spawn").Pool(n) as pool:
+    with main_not_rerun(), mp.get_context("spawn").Pool(n) as pool:  # never re-runs the caller's script
         cals = pool.map(_measure, [args] * n)
     med = lambda f: statistics.median(f(c) for c in cals)  # noqa: E731
     return Calibration({B: med(lambda c: c.step_s[B]) for B in args[0]}, S, med(lambda c: c.eval_s),

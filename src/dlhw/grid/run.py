@@ -34,7 +34,7 @@ from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
 from dlhw.grid.spawn import main_not_rerun
 from dlhw.store.lock import RunLock
-from dlhw.progress import bar
+from dlhw.progress import bar, watched
 
 CSV_COLUMNS = ["batch_size", "learning_rate", "epochs", "alpha", "train_ce", "val_ce", "val_accuracy",
                "val_ce_std", "val_accuracy_std", "n_seeds", "diverged", "diverged_epoch"]
@@ -167,7 +167,7 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     total_units = sum(j.n_settings * j.epochs for j in jobs)
     done_units = total_units - sum(j.n_settings * j.epochs for j in missing)
     estimated = None
-    if progress and missing:  # a person is watching: a first ETA calibrated on this machine (~2 s)
+    if (watched() if progress is None else progress) and missing:  # someone watches: a first ETA (~2 s)
         cal = estimate.calibrate(cfg, missing, workers)
         estimated = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
         log(f"estimated {_hms(estimated)} ({estimate.describe(cal)})")
