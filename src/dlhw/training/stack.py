@@ -19,11 +19,14 @@ setting. The step W <- (1 - lr*alpha) W - lr * G becomes
 so decay costs O(S) per step instead of a pass over all D*K*S weights, and the
 gradient is scaled on the small (B, K*S) side of its product.
 
-Iterate averaging (`average=True`, see `train`): after every step the true
-weights c * V are added to an epoch sum A; the epoch's metrics and the
-returned weights are those of A / steps. That pass over the stack costs as
-much per step as the forward product at batch 16, so the mean is formed only
-in the epochs whose metrics are recorded (`record_epochs`).
+Iterate averaging (`average=True`, see `training.rules.IterateMean`): after every
+step the true weights c * V are added to an epoch sum A; the epoch's metrics and
+the returned weights are those of A / steps. That pass over the stack costs about
+a seventh of a step's products at batch 16, so the mean is formed only in the
+epochs whose metrics are recorded (`record_epochs`).
+
+The step's elementwise work and the weight update run in `training.kernels`
+(compiled loops, gemm with beta = 1): docs/performance.md.
 """
 from __future__ import annotations
 
