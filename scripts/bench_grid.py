@@ -102,15 +102,14 @@ def grid_floor(config: str, seconds_each: float = 0.6) -> dict:
     import os
 
     from dlhw.config import load_config
-    from dlhw.grid.jobs import MAX_STACK
+    from dlhw.grid.jobs import MAX_STACK, split_sizes
     from dlhw.models import EVAL_CHUNK
     from dlhw.training.rules import batches_per_epoch
 
     cfg = load_config(ROOT / config)
     g = cfg.grid
-    n_all = 60000 * (len(cfg.data.classes) if cfg.data.classes else 10) // 10
-    n_val = round(n_all * cfg.data.val_fraction)
-    n_train, D, K = n_all - n_val, 784, 10
+    n_train, n_val, n_all = split_sizes(cfg)
+    D, K = 784, 10
     S = min(MAX_STACK, len(g.learning_rate) * len(g.alpha))
     N = S * (K - 1)
     shapes = {}

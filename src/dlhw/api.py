@@ -135,12 +135,13 @@ def _argv(command: str, cfg: Config) -> list[str]:
 
 
 def _finish(run_dir: Path, plots: bool) -> None:
-    from dlhw.report.markdown import finish_run, remove_derived
+    from dlhw.report.markdown import finish_run
+    from dlhw.store import derived
 
     if plots:
         finish_run(run_dir)
     else:
-        remove_derived(run_dir)
+        derived.clear(run_dir)
 
 
 # --------------------------------------------------------------------------- reading runs back

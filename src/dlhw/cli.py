@@ -291,10 +291,11 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf"]
 def _finish(run_dir: Path, no_plots: bool, fmt: str = "png") -> None:
     """Figures + report.md at the end of a run; with --no-plots, those of an earlier run in the
     folder are removed (they would describe results that are no longer there)."""
-    from dlhw.report.markdown import finish_run, remove_derived
+    from dlhw.report.markdown import finish_run
+    from dlhw.store import derived
 
     if no_plots:
-        remove_derived(run_dir)
+        derived.clear(run_dir)
         return
     try:
         paths = finish_run(run_dir, fmt)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlhw.config import Config
-from dlhw.grid.jobs import GridJob
+from dlhw.grid.jobs import GridJob, split_sizes
 from dlhw.grid.spawn import main_not_rerun
 from dlhw.models import EVAL_CHUNK
 from dlhw.training.rules import batches_per_epoch
@@ -37,14 +37,6 @@ class Calibration:
     avg_s: float  # seconds per averaging pass over a stack of S settings
     retrain_step_s: dict[int, float]  # the smallest batch size -> seconds per single-model SGD step (fit)
     retrain_eval_s: float  # seconds per EVAL_CHUNK rows evaluated by one model
-
-
-def _split_sizes(cfg: Config) -> tuple[int, int, int]:
-    """(training rows searched on, validation rows, all training rows) of the grid's data."""
-    d = cfg.data
-    n_all = 4 if d.name == "xor" else 60000 * (len(d.classes) if d.classes else 10) // 10
-    n_val = round(n_all * d.val_fraction)
-    return n_all - n_val, n_val, n_all
 
 
 def _per_step(run, B: int) -> float:
@@ -130,7 +122,7 @@ def job_seconds(job: GridJob, cal: Calibration | None) -> float:
     """A job's cost on one core: calibrated steps, evaluations and averaging passes for a stack."""
     if cal is None or not job.stacked or job.batch_size not in cal.step_s:
         return job.cost()
-    n_train, n_val, _ = _split_sizes(job.cfg)
+    n_train, n_val, _ = split_sizes(job.cfg)
     per_epoch = batches_per_epoch(n_train, job.batch_size)
     width = job.n_settings / cal.settings  # a narrower stack: proportionally cheaper products
     recorded = len(job.grid_epochs) if job.averaged else job.epochs
@@ -151,8 +143,8 @@ def retrain_seconds(cfg: Config, cal: Calibration | None, retrain: GridJob) -> f
     """The retrain of the longest setting on train+val (one model, every split evaluated per epoch)."""
     if cal is None or retrain.batch_size not in cal.retrain_step_s:
         return retrain.cost()
-    _, _, n_all = _split_sizes(cfg)
-    n = n_all if cfg.grid.retrain_on == "train+val" else _split_sizes(cfg)[0]
+    n_train, _, n_all = split_sizes(cfg)
+    n = n_all if cfg.grid.retrain_on == "train+val" else n_train
     steps = retrain.epochs * batches_per_epoch(n, retrain.batch_size)
     evals = retrain.epochs * (n + 10000) / EVAL_CHUNK * cal.retrain_eval_s
     return steps * cal.retrain_step_s[retrain.batch_size] + evals

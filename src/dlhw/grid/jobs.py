@@ -82,16 +82,18 @@ class GridJob:
         }
 
     @cached_property  # works on a frozen dataclass: it writes the instance __dict__ directly
+    def identity_json(self) -> str:
+        """`identity()` as stored in a result file (sorted keys, lists): computed once per job."""
+        return json.dumps(self.identity(), sort_keys=True, default=str)
+
+    @cached_property
     def key(self) -> str:
-        blob = self.identity_json().encode()
-        return hashlib.sha256(blob).hexdigest()[:20]
+        return hashlib.sha256(self.identity_json.encode()).hexdigest()[:20]
 
     def cost(self) -> float:
         """Estimated seconds on one core (fitted to this project's 2-core machine): used to
         schedule the longest jobs first and for `--dry-run`."""
-        d = self.cfg.data
-        n_all = {"xor": 4}.get(d.name, 60000 * (len(d.classes) if d.classes else 10) // 10)
-        n_train, n_val = n_all * (1 - d.val_fraction), n_all * d.val_fraction
+        n_train, n_val, _ = split_sizes(self.cfg)
         steps = self.epochs * math.ceil(n_train / self.batch_size)
         if self.stacked:  # per step: overhead + elementwise work + the two products (incl. evaluation)
             S = self.n_settings
@@ -153,7 +155,7 @@ class GridJob:
 
     def save(self, folder: Path, arrays: dict[str, np.ndarray]) -> Path:
         """Write the result atomically to folder/<key>.npz, with the job's identity."""
-        meta = np.array(self.identity_json())
+        meta = np.array(self.identity_json)
         return results.save_npz(folder / f"{self.key}.npz", {**arrays, "identity": meta})
 
     def load(self, folder: Path) -> tuple[dict[str, np.ndarray] | None, str | None]:
@@ -166,7 +168,7 @@ class GridJob:
                 arrays = {k: z[k] for k in z.files}
         except Exception as e:  # noqa: BLE001 - any damage (truncated zip, bad header, ...) means recompute
             return None, f"{path.name}: unreadable ({type(e).__name__}: {e}); recomputing"
-        if str(arrays.pop("identity", "")) != self.identity_json():
+        if str(arrays.pop("identity", "")) != self.identity_json:
             return None, f"{path.name}: holds another job's result; recomputing"
         problem = self.check_arrays(arrays)
         if problem:
@@ -186,38 +188,47 @@ class GridJob:
                 return f"{k!r} is not a {shape} array of kind {kind!r}"
         return None
 
-    def identity_json(self) -> str:
-        return json.dumps(self.identity(), sort_keys=True, default=str)
+
+_NOT_SETTINGS = ("code", "env", "dlhw")  # identity keys that say how a result was computed, not what
+
+
+def settings_key(identity: dict) -> str:
+    """An identity without code and environment: equal for the same job computed by other code."""
+    return json.dumps({k: v for k, v in identity.items() if k not in _NOT_SETTINGS}, sort_keys=True)
 
 
 def stale_reason(saved: dict, job: GridJob) -> str | None:
-    """Why a saved job's identity `saved` that matches `job` in everything but code and environment
-    cannot be reused (None if it differs in the settings too: a different job)."""
-    mine = json.loads(job.identity_json())  # as stored: lists, not tuples
-    if {k: v for k, v in saved.items() if k not in ("code", "env", "dlhw")} != \
-            {k: v for k, v in mine.items() if k not in ("code", "env")}:
-        return None
+    """Why a saved identity with `job`'s settings (see `settings_key`) cannot be reused: which of
+    the code fingerprint and the numeric environment's entries (numpy, scipy, BLAS) changed."""
+    mine = json.loads(job.identity_json)
     why = []
     if saved.get("code") != mine["code"]:
         why.append(f"computed by other code (fingerprint {saved.get('code', 'none')} -> {mine['code']})")
     env0, env1 = saved.get("env") or {}, mine["env"]
-    if env0.get("numpy") != env1["numpy"]:
-        why.append(f"numpy {env0.get('numpy')} -> {env1['numpy']}")
-    if env0.get("blas") != env1["blas"]:
-        why.append(f"BLAS {env0.get('blas')} -> {env1['blas']}")
+    why += [f"{k} {env0.get(k)} -> {env1.get(k)}" for k in sorted(env0.keys() | env1.keys()) if env0.get(k) != env1.get(k)]
     return ", ".join(why) or None
 
 
-def saved_identities(folder: Path) -> dict[str, dict]:
-    """file name -> stored identity of every readable jobs/*.npz (for explaining non-reuse)."""
+def saved_identities(folder: Path, skip: set[str] = frozenset()) -> dict[str, dict]:
+    """file name -> stored identity of every readable jobs/*.npz not in `skip` (for explaining non-reuse)."""
     out = {}
     for p in sorted(folder.glob("*.npz")):
+        if p.name in skip:
+            continue
         try:
             with np.load(p, allow_pickle=False) as z:
                 out[p.name] = json.loads(str(z["identity"]))
         except Exception:  # noqa: BLE001 - unreadable files are reported by GridJob.load
             continue
     return out
+
+
+def split_sizes(cfg: Config) -> tuple[int, int, int]:
+    """(training rows searched on, validation rows, all training rows) of `cfg`'s data, before loading it."""
+    d = cfg.data
+    n_all = 4 if d.name == "xor" else 60000 * (len(d.classes) if d.classes else 10) // 10
+    n_val = round(n_all * d.val_fraction)
+    return n_all - n_val, n_val, n_all
 
 
 def stackable(cfg: Config) -> bool:

@@ -10,6 +10,7 @@ Run folder (results/<name>/):
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import queue as queue_mod
@@ -29,7 +30,7 @@ from dlhw.store import files as results
 from dlhw.config import Config
 from dlhw.errors import RunError, WriteError
 from dlhw.grid import estimate
-from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, stale_reason
+from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, settings_key, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
 from dlhw.grid.spawn import main_not_rerun
@@ -228,13 +229,13 @@ def _load_saved(jobs: list[GridJob], folder: Path, log) -> dict[str, dict]:
             log(f"job {j.key}: {why}")
     missing = [j for j in jobs if j.key not in outputs]
     if missing:
-        others = saved_identities(folder)
+        others = {settings_key(ident): (name, ident)
+                  for name, ident in saved_identities(folder, skip={f"{k}.npz" for k in outputs}).items()}
         for j in missing:
-            for name, ident in others.items():
-                why = stale_reason(ident, j)
-                if why:
-                    log(f"job {j.key}: not reusing {name}: {why}")
-                    break
+            name, ident = others.get(settings_key(json.loads(j.identity_json)), (None, None))
+            why = stale_reason(ident, j) if ident else None
+            if why:
+                log(f"job {j.key}: not reusing {name}: {why}")
     return outputs
 
 

@@ -50,11 +50,6 @@ def finish_run(run_dir: str | Path, fmt: str = "png") -> list[Path]:
     return [*figs, write_report(run.dir, run=run, fmt=fmt)]
 
 
-def remove_derived(run_dir: str | Path) -> None:
-    """Remove the derived files of `run_dir` (evaluations, figures/, report.md); results stay."""
-    derived.clear(run_dir)
-
-
 def write_report(run_dir: str | Path, *, run: RunFiles | None = None, fmt: str = "png") -> Path:
     """(Re)write `run_dir/report.md` from the result files and the figures present."""
     run = run or read_run(run_dir)

@@ -1,6 +1,7 @@
 """Provenance: what produced a result (code version, numpy, BLAS, platform, data checksums)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -71,30 +72,27 @@ def now() -> datetime:
 RESULT_CODE = ("config.py", "models", "training", "data", "grid/jobs.py")
 
 
+@functools.cache
 def code_fingerprint() -> str:
-    """SHA-256 (first 16 hex digits) of the source of every module in `RESULT_CODE`.
+    """SHA-256 (first 16 hex digits) of the source of every module in `RESULT_CODE`, once per process.
 
     Any edit there, a comment included, changes it: a saved job is then recomputed rather
     than trusted (it is cheaper to recompute than to prove an edit harmless)."""
-    global _CODE_FP
-    if _CODE_FP is None:
-        pkg = Path(dlhw.__file__).resolve().parent
-        h = hashlib.sha256()
-        for entry in RESULT_CODE:
-            p = pkg / entry
-            for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
-                h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-        _CODE_FP = h.hexdigest()[:16]
-    return _CODE_FP
+    pkg = Path(dlhw.__file__).resolve().parent
+    h = hashlib.sha256()
+    for entry in RESULT_CODE:
+        p = pkg / entry
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
-_CODE_FP: str | None = None
-
-
+@functools.cache
 def numeric_env() -> dict:
     """What decides the rounding of the same code: numpy's and scipy's versions and every BLAS they
-    load (implementation, version, CPU architecture kernel) as threadpoolctl reports them. scipy's
-    BLAS is loaded first (the stacked engine's gemm), so the answer does not depend on what ran before."""
+    load (implementation, version, CPU architecture kernel) as threadpoolctl reports them, once per
+    process (every grid job carries it). scipy's BLAS is loaded first (the stacked engine's gemm), so
+    the answer does not depend on what ran before. Do not mutate the returned dict."""
     import scipy
     import scipy.linalg.blas  # noqa: F401 - load its BLAS so that it is listed
 

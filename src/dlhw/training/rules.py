@@ -50,7 +50,8 @@ class IterateMean:
     """Running sum of arrays over the SGD steps of one epoch; `mean` divides by the step count.
 
     The arrays are whatever a loop holds as its weights (a model's params, or a stack's true
-    weights): `add` is given the same keys every step.
+    weights and biases). `add` adds the arrays it is given and counts one step; a loop may add to
+    `sums` itself in a faster way (the stack adds c V in a compiled pass) before calling it.
     """
 
     def __init__(self, like: dict[str, np.ndarray]):

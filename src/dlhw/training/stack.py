@@ -156,10 +156,9 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
                     out = ~((ac >= RESCALE_LO) & (ac <= RESCALE_HI))
                     V3[:, :, out] *= c[out].astype(dt)
                     c[out] = 1.0
-                if averaging:
-                    kernels.add_true_weights(V, np.tile(c.astype(dt), K - 1), A)  # true weights
-                    avg.sums["b"] += b
-                    avg.count += 1
+                if averaging:  # the true weights c V in one compiled pass, then the bias (counts the step)
+                    kernels.add_true_weights(V, np.tile(c.astype(dt), K - 1), A)
+                    avg.add({"b": b})
             if epoch not in record:
                 if on_epoch:
                     on_epoch(epoch, res.val_ce[epoch - 1])
