@@ -21,4 +21,4 @@ fi
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e '.[test]'
+"$VENV/bin/python" -m pip install -q -e '.[test,dask]'  # dask: the cluster tests run too

@@ -190,9 +190,19 @@ def train(config_path, overrides, out_dir, data_dir, quiet, no_plots) -> None:
               help="Parallel worker processes (default: the number of cores).")
 @click.option("--fresh", is_flag=True, help="Discard saved jobs and start over.")
 @click.option("--dry-run", is_flag=True, help="Print the number of settings and jobs and an estimated time; train nothing.")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run the jobs on a Dask cluster: tcp://HOST:PORT or tls://HOST:PORT of a `dask scheduler`, "
+                   "or 'local' (a local cluster of --jobs workers on 127.0.0.1). Needs dlhw[dask].")
+@click.option("--tls-ca-file", metavar="FILE", default=None, help="With a tls:// scheduler: the CA certificate.")
+@click.option("--tls-cert", metavar="FILE", default=None, help="With a tls:// scheduler: this client's certificate.")
+@click.option("--tls-key", metavar="FILE", default=None, help="With a tls:// scheduler: this client's private key.")
+@click.option("--allow-mixed", is_flag=True,
+              help="Accept Dask workers whose numpy/scipy/BLAS differ from this machine's (results then depend "
+                   "on where each job ran).")
 @QUIET
 @click.option("--no-plots", is_flag=True, help="Skip drawing figures/ and writing report.md at the end.")
-def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quiet, no_plots) -> None:
+def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, scheduler, tls_ca_file, tls_cert,
+         tls_key, allow_mixed, quiet, no_plots) -> None:
     """Run a hyperparameter grid (resumable), select the best setting, retrain it and test it."""
     from dlhw.grid.run import GridInterrupted, dry_run as plan, run_grid, summary
     from dlhw.training.run import Interrupted
@@ -201,12 +211,14 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
     if cfg.grid is None:
         raise ConfigError(f"{config_path}: has no 'grid' section; add one (see configs/softmax.yaml) "
                           f"or use `dlhw train`.")
+    executor = _executor(scheduler, n_jobs, data_dir, allow_mixed, tls_ca_file=tls_ca_file, tls_cert=tls_cert,
+                         tls_key=tls_key)
     if dry_run:
-        click.echo(plan(cfg, n_jobs, data_dir))
+        click.echo(plan(cfg, n_jobs, data_dir, executor))
         return
     try:
         res = run_grid(cfg, data_dir=data_dir, n_jobs=n_jobs, fresh=fresh, progress=False if quiet else None,
-                       argv=sys.argv)
+                       argv=sys.argv, executor=executor)
     except GridInterrupted as e:
         _interrupted(str(e))
     except Interrupted as e:  # in the retrain
@@ -224,6 +236,23 @@ def grid(config_path, overrides, out_dir, data_dir, n_jobs, fresh, dry_run, quie
         click.echo(f"error: the retrain of the chosen setting diverged at epoch {res.metrics['diverged_epoch']} "
                    f"(the loss became inf/NaN); the search is saved in {res.run_dir / 'grid.csv'}.", err=True)
         sys.exit(1)
+
+
+def _executor(scheduler, n_jobs, data_dir, allow_mixed, **tls):
+    """None (the local pool) or a Dask executor for --scheduler; TLS files must exist."""
+    given = [f"--{k.replace('_', '-')}" for k, v in tls.items() if v]
+    if scheduler is None:
+        if given or allow_mixed:
+            raise ConfigError(f"{(given + ['--allow-mixed'])[0]} only applies with --scheduler")
+        return None
+    for k, v in tls.items():
+        if v and not Path(v).is_file():
+            raise ConfigError(f"--{k.replace('_', '-')} {v}: no such file")
+    if given and not scheduler.startswith("tls://"):
+        raise ConfigError(f"{given[0]} needs a tls:// scheduler address, not {scheduler}")
+    from dlhw.grid.cluster import DaskExecutor
+
+    return DaskExecutor(scheduler, n_jobs, allow_mixed=allow_mixed, data_dir=data_dir, **tls)
 
 
 @cli.command(name="eval")

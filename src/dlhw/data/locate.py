@@ -1,4 +1,4 @@
-"""Finding a data set's files on disk: --data-dir, $DLHW_DATA, ./data/NAME, Debian's folder."""
+"""Finding a data set's files on disk: --data-dir, $DLHW_DATA, ./data/NAME, the user cache, Debian's folder."""
 from __future__ import annotations
 
 import os
@@ -31,11 +31,22 @@ def _how_to_get(spec: DatasetSpec) -> str:
     return "To get it: " + "; ".join(ways) + "."
 
 
+def shipped_data_dir(name: str, env: bool = True) -> Path:
+    """Where a grid worker keeps a data set shipped to it: `$DLHW_DATA/<name>` when set (and `env`),
+    else `datasets/<name>` in the user cache (see `data.cache.cache_root`)."""
+    from dlhw.data.cache import cache_root
+
+    if env and os.environ.get("DLHW_DATA"):
+        return Path(os.environ["DLHW_DATA"]) / name
+    return cache_root(None) / "datasets" / name
+
+
 def find_data_dir(name: str, data_dir: str | Path | None = None) -> Path:
     """The folder holding `name`'s four IDX files (each as NAME or NAME.gz).
 
     Looks at, in order: `data_dir` (or `data_dir/<name>`) if given, else `$DLHW_DATA`
-    (or `$DLHW_DATA/<name>`), `./data/<name>`, `/usr/share/datasets/<name>`.
+    (or `$DLHW_DATA/<name>`), `./data/<name>`, the user cache's `datasets/<name>` (where a Dask
+    worker keeps files shipped from the client), `/usr/share/datasets/<name>`.
     """
     spec = dataset_spec(name)
     if data_dir is not None:
@@ -56,8 +67,8 @@ def find_data_dir(name: str, data_dir: str | Path | None = None) -> Path:
         looked += [f"$DLHW_DATA={env}", str(Path(env) / name)]
     else:
         looked.append("$DLHW_DATA (not set)")
-    cands += [Path("data", name).absolute(), SYSTEM_DATA_ROOT / name]
-    looked += [str(c) for c in cands[-2:]]
+    cands += [Path("data", name).absolute(), shipped_data_dir(name, env=False), SYSTEM_DATA_ROOT / name]
+    looked += [str(c) for c in cands[-3:]]
     for cand in cands:
         if _has_files(cand, spec):
             return cand.absolute()

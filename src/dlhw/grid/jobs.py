@@ -266,22 +266,37 @@ def _data_checksums(name: str) -> dict:
 # --------------------------------------------------------------------------- expansion
 
 
-def make_jobs(cfg: Config, data_dir: str | None = None, max_stack: int = MAX_STACK) -> list[GridJob]:
-    """Split the grid into jobs: per seed and batch size, chunks of (lr, alpha) pairs."""
+def make_jobs(cfg: Config, data_dir: str | None = None, max_stack: int = MAX_STACK, *, workers: int = 1,
+              saved: Path | None = None) -> list[GridJob]:
+    """Split the grid into jobs: per seed and batch size, chunks of (lr, alpha) pairs.
+
+    Stacks are `max_stack` wide unless `workers` exceed the jobs (then `grid.cut` narrows the longest);
+    a (seed, batch size) whose jobs of another width are all saved in `saved` keeps that width."""
+    from dlhw.grid import cut
+
     g = cfg.grid
     pairs = [(lr, a) for lr in g.learning_rate for a in g.alpha]
-    chunk = max_stack if stackable(cfg) else 1
-    n_chunks = math.ceil(len(pairs) / chunk)
-    size = math.ceil(len(pairs) / n_chunks)  # even chunks
-    E = max(g.epochs)
-    jobs = []
-    for seed in g.seeds:
-        for bs in g.batch_size:
-            for i in range(0, len(pairs), size):
-                part = pairs[i:i + size]
-                jobs.append(GridJob(cfg, bs, seed, tuple(p[0] for p in part), tuple(p[1] for p in part),
-                                    E, tuple(sorted(g.epochs)), data_dir))
-    return jobs
+    E, grid_epochs = max(g.epochs), tuple(sorted(g.epochs))
+    groups = [(seed, bs) for seed in g.seeds for bs in g.batch_size]
+
+    def group_jobs(group, width: int) -> list[GridJob]:
+        seed, bs = group
+        jobs, i = [], 0
+        for size in cut.chunk_sizes(len(pairs), width):
+            part = pairs[i:i + size]
+            i += size
+            jobs.append(GridJob(cfg, bs, seed, tuple(p[0] for p in part), tuple(p[1] for p in part),
+                                E, grid_epochs, data_dir))
+        return jobs
+
+    if not stackable(cfg):
+        width = {grp: 1 for grp in groups}
+    else:
+        width = cut.plan(groups, len(pairs), max_stack, workers,
+                         lambda grp, s: GridJob(cfg, grp[1], grp[0], (0.0,) * s, (0.0,) * s, E, grid_epochs).cost())
+        width = cut.keep_saved(groups, width, len(pairs), max_stack,
+                               lambda grp, w: cut.exists(saved, [j.key for j in group_jobs(grp, w)]))
+    return [j for grp in groups for j in group_jobs(grp, width[grp])]
 
 
 def settings(cfg: Config) -> list[dict]:

@@ -12,17 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue as queue_mod
 import shutil
-import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import multiprocessing as mp
 
 import numpy as np
 
@@ -30,21 +24,15 @@ from dlhw.store import files as results
 from dlhw.config import Config
 from dlhw.errors import RunError, WriteError
 from dlhw.grid import estimate
+from dlhw.grid.executor import Done, Executor, LocalExecutor, default_jobs
 from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, settings_key, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
-from dlhw.grid.spawn import main_not_rerun
 from dlhw.store.lock import RunLock
 from dlhw.progress import bar, watched
 
 CSV_COLUMNS = ["batch_size", "learning_rate", "epochs", "alpha", "train_ce", "val_ce", "val_accuracy",
                "val_ce_std", "val_accuracy_std", "n_seeds", "diverged", "diverged_epoch"]
-
-
-# BLAS threads per job. One, always: a product's rounding can depend on the thread count, and a
-# grid's results must not depend on --jobs or on which jobs a resumed run still had to compute.
-# Parallelism comes from the processes (--jobs, default one per core): processes x threads = cores.
-JOB_THREADS = 1
 
 
 class GridInterrupted(Exception):
@@ -68,42 +56,6 @@ class GridResult:
     search_seconds: float = math.nan  # the grid search alone (what manifest.json and report.md give)
 
 
-def default_jobs() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-# --------------------------------------------------------------------------- worker side
-
-_QUEUE = None
-_LIMITS = None
-_PARENT = None
-
-
-def _init_worker(threads: int, q) -> None:
-    global _QUEUE, _LIMITS, _PARENT
-    from threadpoolctl import threadpool_limits
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    _LIMITS = threadpool_limits(threads, user_api="blas")
-    _QUEUE = q
-    _PARENT = os.getppid()
-
-
-def _work(job: GridJob, folder: str) -> tuple[str, float]:
-    """Run one job in a worker and write its own result file."""
-    t0 = time.perf_counter()
-
-    def report(units: int, best: float) -> None:
-        if _PARENT is not None and os.getppid() != _PARENT:
-            os._exit(1)  # the parent was killed (e.g. kill -9): stop instead of computing for nobody
-        if _QUEUE is not None:
-            _QUEUE.put((units, best))
-
-    arrays = job.run(on_progress=report)
-    job.save(Path(folder), arrays)
-    return job.key, time.perf_counter() - t0
-
-
 # --------------------------------------------------------------------------- parent side
 
 
@@ -119,19 +71,24 @@ class _Log:
             raise WriteError(f"{self.path}: cannot write ({e.strerror or e}); saved jobs are intact.") from None
 
 
-def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None) -> str:
-    jobs = make_jobs(cfg, data_dir)
+def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None, executor: Executor | None = None) -> str:
+    """What a run would do: settings, jobs (already saved), and a time estimate calibrated here.
+    With a cluster executor, the workers it sees now are counted (entering it connects)."""
+    executor = executor or LocalExecutor(n_jobs)
+    with executor:
+        workers = executor.workers
+        where = executor.where
+    jobs = make_jobs(cfg, data_dir, workers=workers, saved=cfg.run_dir / "jobs")
     folder = cfg.run_dir / "jobs"
     saved = sum(1 for j in jobs if (folder / f"{j.key}.npz").is_file())
-    workers = n_jobs or default_jobs()
     missing = [j for j in jobs if not (folder / f"{j.key}.npz").is_file()]
-    cal = estimate.calibrate(cfg, missing or jobs, workers)
+    cal = estimate.calibrate(cfg, missing or jobs, min(workers, default_jobs()))
     seconds = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
     g = cfg.grid
     return (f"{cfg.name}: {g.size} settings ({len(g.batch_size)} batch sizes x {len(g.learning_rate)} learning rates "
             f"x {len(g.epochs)} epoch counts x {len(g.alpha)} alphas) x {len(g.seeds)} seed(s) "
             f"in {len(jobs)} jobs ({saved} already saved); "
-            f"estimated {_hms(seconds)} with {workers} worker(s) ({estimate.describe(cal)}). "
+            f"estimated {_hms(seconds)} with {workers} worker(s){where} ({estimate.describe(cal)}). "
             f"Nothing was trained.")
 
 
@@ -143,16 +100,21 @@ def _retrain_job(cfg: Config) -> GridJob:
 
 
 def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
-             progress: bool | None = None, argv: list[str] | None = None, max_stack: int | None = None) -> GridResult:
-    """Run (or resume) the grid of `cfg`, select the best setting, retrain it and test it."""
+             progress: bool | None = None, argv: list[str] | None = None, max_stack: int | None = None,
+             executor: Executor | None = None) -> GridResult:
+    """Run (or resume) the grid of `cfg`, select the best setting, retrain it and test it.
+
+    The jobs run on `executor` (default: a local process pool of `n_jobs` workers, see
+    `grid.executor`; `grid.cluster.DaskExecutor` for a Dask cluster); the retrain runs here."""
     if cfg.grid is None:
         raise RunError(f"{cfg.source}: has no 'grid' section; use `dlhw train` for a single setting.")
     run_dir = cfg.run_dir
     with RunLock(run_dir):
-        return _run_locked(cfg, run_dir, data_dir, n_jobs or default_jobs(), fresh, progress, argv, max_stack)
+        return _run_locked(cfg, run_dir, data_dir, executor or LocalExecutor(n_jobs), fresh, progress, argv,
+                           max_stack)
 
 
-def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stack) -> GridResult:
+def _run_locked(cfg, run_dir, data_dir, executor: Executor, fresh, progress, argv, max_stack) -> GridResult:
     t0 = time.perf_counter()
     derived.clear(run_dir)  # an earlier run's evaluations, figures and report would contradict this one
     folder = run_dir / "jobs"
@@ -160,29 +122,16 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     log = _Log(run_dir / "grid.log")
-    jobs = make_jobs(cfg, data_dir, **({"max_stack": max_stack} if max_stack else {}))
-    outputs = _load_saved(jobs, folder, log)
-    missing = [j for j in jobs if j.key not in outputs]
-    log(f"grid {cfg.name}: {cfg.grid.size} settings, {len(jobs)} jobs, {len(outputs)} loaded from {folder}, "
-        f"{len(missing)} to run with {workers} worker(s)")
-    total_units = sum(j.n_settings * j.epochs for j in jobs)
-    done_units = total_units - sum(j.n_settings * j.epochs for j in missing)
-    estimated = None
-    if (watched() if progress is None else progress) and missing:  # someone watches: a first ETA (~2 s)
-        cal = estimate.calibrate(cfg, missing, workers)
-        estimated = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
-        log(f"estimated {_hms(estimated)} ({estimate.describe(cal)})")
-    with bar(total=total_units, desc=f"grid {cfg.name}", unit="setting-epoch", enabled=progress,
-             initial=done_units) as pbar:
-        saved_best = min((np.nanmin(o["val_ce"]) for o in outputs.values() if np.isfinite(o["val_ce"]).any()),
-                         default=math.inf)
-        note = f"est. {_hms(estimated)} in all" if estimated else ""
-        _run_missing(missing, folder, workers, _Progress(pbar, saved_best, note), log, run_dir, len(jobs))
-    for j in missing:
-        out, why = j.load(folder)
-        if out is None:
-            raise RuntimeError(f"job {j.key} finished but its result file is {why or 'missing'}")
-        outputs[j.key] = out
+    with executor:
+        workers = executor.workers
+        jobs = make_jobs(cfg, data_dir, workers=workers, saved=folder,
+                         **({"max_stack": max_stack} if max_stack else {}))
+        outputs = _load_saved(jobs, folder, log)
+        missing = [j for j in jobs if j.key not in outputs]
+        log(f"grid {cfg.name}: {cfg.grid.size} settings, {len(jobs)} jobs, {len(outputs)} loaded from {folder}, "
+            f"{len(missing)} to run with {workers} worker(s) ({executor.kind}{executor.where})")
+        estimated = _search(cfg, jobs, missing, outputs, folder, executor, progress, log, run_dir)
+        ran_on = executor.describe()
     grid_seconds = time.perf_counter() - t0
 
     rows, curves = assemble(cfg, jobs, [outputs[j.key] for j in jobs])
@@ -206,6 +155,7 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
     final = retrain(cfg, best_info, data_dir, progress, argv,
                     {"grid": {"seconds": round(grid_seconds, 3), "jobs": len(jobs), "jobs_run": len(missing),
                               "jobs_loaded": len(jobs) - len(missing), "workers": workers,
+                              "executor": ran_on,
                               "estimated_seconds": round(estimated, 1) if estimated else None,
                               "settings_per_second": g.size / max(round(grid_seconds, 3), 1e-9)}})
     best_info["retrained_epochs"] = final.metrics["epochs_run"]
@@ -216,6 +166,30 @@ def _run_locked(cfg, run_dir, data_dir, workers, fresh, progress, argv, max_stac
         f"test_accuracy={final.metrics.get('test_accuracy')}")
     return GridResult(run_dir, rows, best_info, final.metrics, seconds, len(missing), len(jobs) - len(missing),
                       round(grid_seconds, 3))
+
+
+def _search(cfg, jobs, missing, outputs, folder, executor: Executor, progress, log, run_dir) -> float | None:
+    """Run the missing jobs under one progress bar; add their results to `outputs`; the first estimate."""
+    workers = executor.workers
+    total_units = sum(j.n_settings * j.epochs for j in jobs)
+    done_units = total_units - sum(j.n_settings * j.epochs for j in missing)
+    estimated = None
+    if (watched() if progress is None else progress) and missing:  # someone watches: a first ETA (~2 s)
+        cal = estimate.calibrate(cfg, missing, min(workers, default_jobs()))
+        estimated = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
+        log(f"estimated {_hms(estimated)} ({estimate.describe(cal)})")
+    with bar(total=total_units, desc=f"grid {cfg.name}", unit="setting-epoch", enabled=progress,
+             initial=done_units) as pbar:
+        saved_best = min((np.nanmin(o["val_ce"]) for o in outputs.values() if np.isfinite(o["val_ce"]).any()),
+                         default=math.inf)
+        note = f"est. {_hms(estimated)} in all" if estimated else ""
+        _run_missing(missing, folder, executor, _Progress(pbar, saved_best, note), log, run_dir, len(jobs))
+    for j in missing:
+        out, why = j.load(folder)
+        if out is None:
+            raise RuntimeError(f"job {j.key} finished but its result file is {why or 'missing'}")
+        outputs[j.key] = out
+    return estimated
 
 
 def _load_saved(jobs: list[GridJob], folder: Path, log) -> dict[str, dict]:
@@ -259,54 +233,30 @@ def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_ex
                      manifest_extra=manifest_extra)
 
 
-def _run_missing(missing: list[GridJob], folder: Path, workers: int, progress: "_Progress", log, run_dir: Path,
+def _run_missing(missing: list[GridJob], folder: Path, executor: Executor, progress: "_Progress", log, run_dir: Path,
                  total_jobs: int) -> None:
-    """Run jobs: in this process when one worker, else in a spawn pool; Ctrl-C -> GridInterrupted."""
+    """Run jobs on `executor`, checking and writing each result as it arrives; Ctrl-C -> GridInterrupted."""
     if not missing:
         return
     missing = sorted(missing, key=lambda j: -j.cost())  # longest first: better balance
     saved_before = total_jobs - len(missing)
-    done = 0
-    if workers == 1 or len(missing) == 1:
-        from threadpoolctl import threadpool_limits
+    written = 0
 
-        try:
-            with threadpool_limits(JOB_THREADS, user_api="blas"):
-                for j in missing:
-                    t = time.perf_counter()
-                    j.save(folder, j.run(on_progress=progress.add))
-                    done += 1
-                    log(_job_line(j, time.perf_counter() - t) + " (in process)")
-        except KeyboardInterrupt:
-            log(f"interrupted after {saved_before + done} of {total_jobs} jobs")
-            raise GridInterrupted(saved_before + done, total_jobs, run_dir) from None
-        return
+    def finished(d: Done) -> None:
+        nonlocal written
+        problem = d.job.check_arrays(d.arrays)
+        if problem:  # a worker running something else than this dlhw, or a bug: never file it
+            raise RunError(f"job {d.job.key} came back from {d.worker} malformed ({problem}); nothing of it was "
+                           f"saved. Check that the workers run the same dlhw as this machine.")
+        d.job.save(folder, d.arrays)
+        written += 1
+        log(_job_line(d.job, d.seconds) + f" ({d.worker})")
 
-    n = min(workers, len(missing))
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(JOB_THREADS, q))
     try:
-        with main_not_rerun():  # workers start here; they need dlhw only, not the caller's script
-            futures = {ex.submit(_work, j, str(folder)): j for j in missing}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(q, progress)
-            for f in finished:
-                j = futures[f]
-                _, secs = f.result()  # re-raises a worker's exception (a bug): keep its traceback
-                done += 1
-                log(_job_line(j, secs))
-        _drain(q, progress)
+        executor.run(missing, finished, progress.add)
     except KeyboardInterrupt:
-        _kill(ex)
-        log(f"interrupted after {saved_before + done} of {total_jobs} jobs")
-        raise GridInterrupted(saved_before + done, total_jobs, run_dir) from None
-    except BaseException:
-        _kill(ex)
-        raise
-    ex.shutdown(wait=True)
+        log(f"interrupted after {saved_before + written} of {total_jobs} jobs")
+        raise GridInterrupted(saved_before + written, total_jobs, run_dir) from None
 
 
 class _Progress:
@@ -334,24 +284,6 @@ class _Progress:
 def _job_line(j: GridJob, seconds: float) -> str:
     return (f"job {j.key} batch_size={j.batch_size} seed={j.seed} settings={j.n_settings} "
             f"epochs={j.epochs}: {seconds:.1f} s")
-
-
-def _drain(q, progress: _Progress) -> None:
-    while True:
-        try:
-            progress.add(*q.get_nowait())
-        except queue_mod.Empty:
-            return
-
-
-def _kill(ex: ProcessPoolExecutor) -> None:
-    procs = list(getattr(ex, "_processes", {}).values())
-    ex.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=5)
 
 
 def _hms(seconds: float) -> str:

@@ -1,0 +1,344 @@
+"""Grid jobs on a Dask distributed cluster (`dlhw grid --scheduler ADDRESS|local`).
+
+The cluster runs jobs; this machine (the client) checks every result and writes `jobs/<key>.npz`,
+so workers need no shared folder, and resume works exactly as with the local pool. A job is the
+same picklable `GridJob` the local pool runs, with the client's code fingerprint and numeric
+environment in its key: a worker running other dlhw code refuses it, and a worker whose numpy,
+scipy or BLAS differ from the client's is refused (unless `allow_mixed`), because a result must
+not depend on where it ran. Each job runs with one BLAS thread, as in the local pool, so a Dask
+run's files equal the local run's bit for bit.
+
+Data: a worker finds the data set through the usual lookup (`data.locate`, verified by SHA-256). A
+worker that lacks it gets the client's copy of the files once (`client.run` on that worker), checks
+them and keeps them in `$DLHW_DATA/<name>` or its user cache, then runs the job.
+
+Faults: a worker that dies mid-job loses only that job, which the scheduler gives to another worker
+(same result: jobs are deterministic). With no worker left for `WORKERLESS_S`, the run stops with
+one line; finished jobs stay saved. Ctrl-C cancels the cluster's futures.
+
+Security: a Dask scheduler runs whatever code its clients send. `local` listens on 127.0.0.1 only;
+for other machines use `tls://` addresses (CA, certificate and key from the options or Dask's own
+config, `distributed.comm.tls.*`) or a private network, never an open port.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue as queue_mod
+import time
+import uuid
+from pathlib import Path
+
+from dlhw.errors import DataError, RunError
+from dlhw.grid.executor import JOB_THREADS, Done, Finished, Progress, default_jobs
+from dlhw.grid.jobs import GridJob
+from dlhw.grid.spawn import main_not_rerun
+
+CONNECT_TIMEOUT_S = 10  # reaching the scheduler (an unreachable address fails within this)
+WORKERS_TIMEOUT_S = 30  # waiting for the first worker of a cluster that has none yet
+WORKERLESS_S = 20  # a run stops after this long with no worker in the cluster
+POLL_S = 0.2
+
+
+def _need_dask():
+    try:
+        import distributed
+    except ImportError:
+        raise RunError("--scheduler needs Dask: pip install 'dlhw[dask]' (dask and distributed)") from None
+    return distributed
+
+
+class DaskExecutor:
+    """Run grid jobs as Dask futures on `address` ("local": a LocalCluster of `workers` processes on
+    127.0.0.1, one thread each). TLS: `tls_ca_file`, `tls_cert`, `tls_key` (else Dask's config)."""
+
+    kind = "dask"
+
+    def __init__(self, address: str, workers: int | None = None, *, tls_ca_file: str | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None, allow_mixed: bool = False,
+                 data_dir: str | None = None):
+        self.address, self.local_workers = address, workers or default_jobs()
+        self.tls = {k: v for k, v in {"tls_ca_file": tls_ca_file, "tls_client_cert": tls_cert,
+                                      "tls_client_key": tls_key}.items() if v}
+        self.allow_mixed, self.data_dir = allow_mixed, data_dir
+        self.client = self.cluster = None
+        self._envs: dict[str, dict] = {}  # worker address -> numeric environment, of the workers seen
+        self._blobs: dict[str, bytes] | None = None
+
+    # ---------------------------------------------------------------- connecting
+
+    def __enter__(self) -> "DaskExecutor":
+        distributed = _need_dask()
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # grid.log and the bar say what matters
+        if self.address == "local":
+            with main_not_rerun():  # worker processes need dlhw only, not the caller's script
+                self.cluster = distributed.LocalCluster(
+                    n_workers=self.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = distributed.Client(self.cluster, set_as_default=False)
+        else:
+            self.client = _connect(distributed, self.address, self.tls)
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            self.__exit__(None, None, None)
+            raise RunError(f"the Dask scheduler at {self.where_address} has no worker after {WORKERS_TIMEOUT_S} s; "
+                           f"start some with `dask worker {self.where_address} --nthreads 1`.") from None
+        self._check_workers()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for closing in (self.client, self.cluster):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection must not hide the real error
+                    pass
+        self.client = self.cluster = None
+
+    @property
+    def where_address(self) -> str:
+        return self.cluster.scheduler_address if self.cluster is not None else self.address
+
+    @property
+    def where(self) -> str:
+        return f" at {self.where_address}"
+
+    @property
+    def workers(self) -> int:
+        """Threads in the cluster now: jobs that can run at once."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def _check_workers(self) -> None:
+        """Every worker present runs this dlhw code, and (unless allowed) this numpy/scipy/BLAS."""
+        from dlhw.store.provenance import code_fingerprint, numeric_env
+
+        mine = {"code": code_fingerprint(), "env": numeric_env()}
+        for addr, theirs in self.client.run(_worker_facts).items():
+            self._envs[addr] = theirs["env"]
+            if theirs["code"] != mine["code"]:
+                raise RunError(f"Dask worker {addr} runs other dlhw code (fingerprint {theirs['code']}, here "
+                               f"{mine['code']}); install the same dlhw version on every worker.")
+            if theirs["env"] != mine["env"] and not self.allow_mixed:
+                raise RunError(f"Dask worker {addr} has {_env_diff(mine['env'], theirs['env'])}: results would depend "
+                               f"on where a job ran. Install the same versions, or pass --allow-mixed.")
+
+    def describe(self) -> dict:
+        envs = [json.loads(e) for e in sorted({json.dumps(v, sort_keys=True) for v in self._envs.values()})]
+        return {"kind": self.kind, "scheduler": self.where_address,
+                "workers": len(self._envs), "threads_per_worker": JOB_THREADS, "worker_envs": envs,
+                "allow_mixed": self.allow_mixed}
+
+    # ---------------------------------------------------------------- running
+
+    def run(self, jobs: list[GridJob], finished: Finished, progress: Progress) -> None:
+        distributed = _need_dask()
+        client = self.client
+        topic = f"dlhw-progress-{uuid.uuid4().hex}"
+        events: queue_mod.SimpleQueue = queue_mod.SimpleQueue()
+        client.subscribe_topic(topic, lambda event: events.put(event[1]))
+        futures: dict = {}
+
+        def submit(j: GridJob, priority: int) -> None:
+            f = client.submit(_remote, _for_worker(j), topic, self.allow_mixed, key=f"dlhw-job-{j.key}-{uuid.uuid4().hex[:8]}",
+                              pure=False, priority=priority)
+            futures[f] = (j, priority)
+
+        for i, j in enumerate(jobs):  # longest first: the caller's order, kept by the priorities
+            submit(j, len(jobs) - i)
+        workerless_since = None
+        last_check = time.monotonic()
+        try:
+            while futures:
+                time.sleep(POLL_S)
+                _drain(events, progress)
+                for f in [f for f in futures if f.done()]:
+                    j, priority = futures.pop(f)
+                    out = self._result(f, j, distributed)
+                    if out.get("need_data"):
+                        self._ship_data(j, out["worker"])
+                        submit(j, priority)
+                        continue
+                    self._envs.setdefault(out["worker"], out["env"])
+                    finished(Done(j, out["arrays"], out["seconds"], f"dask worker {out['name']} at {out['worker']}"))
+                if time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    workerless_since = self._watch_workers(workerless_since)
+            _drain(events, progress)
+        except BaseException:
+            try:
+                client.cancel(list(futures), force=True)
+            except Exception:  # noqa: BLE001 - the connection may be what failed
+                pass
+            raise
+        finally:
+            try:
+                client.unsubscribe_topic(topic)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _result(self, f, j: GridJob, distributed) -> dict:
+        try:
+            out = f.result()
+        except distributed.client.FutureCancelledError:
+            raise RunError(f"job {j.key} was cancelled by the Dask cluster (was the scheduler restarted?); "
+                           f"finished jobs are saved: rerun the same command to resume.") from None
+        except (OSError, distributed.comm.CommClosedError) as e:
+            raise RunError(f"lost the Dask scheduler at {self.where_address} ({e}); finished jobs are saved: "
+                           f"rerun the same command to resume.") from None
+        except Exception as e:  # noqa: BLE001
+            if type(e).__name__ == "KilledWorker":
+                raise RunError(f"job {j.key} ({j.n_settings} settings at batch {j.batch_size}) killed every "
+                               f"worker that ran it (out of memory?); finished jobs are saved.") from None
+            raise  # a worker's own error: a DlhwError prints its line, a bug keeps its traceback
+        if not isinstance(out, dict) or not ({"arrays", "seconds", "worker", "name", "env"} <= out.keys()
+                                             or out.get("need_data")):
+            raise RunError(f"job {j.key} came back from the Dask cluster as {type(out).__name__}, not a dlhw result; "
+                           f"check that the workers run the same dlhw as this machine.")
+        return out
+
+    def _watch_workers(self, since: float | None) -> float | None:
+        """None while workers are present; else when they went; an error after WORKERLESS_S without."""
+        try:
+            n = len(self.client.nthreads())
+        except Exception as e:  # noqa: BLE001
+            raise RunError(f"lost the Dask scheduler at {self.where_address} ({type(e).__name__}: {e}); "
+                           f"finished jobs are saved: rerun the same command to resume.") from None
+        if n:
+            return None
+        now = time.monotonic()
+        if since is not None and now - since > WORKERLESS_S:
+            raise RunError(f"no Dask worker left at {self.where_address} for {WORKERLESS_S} s; finished jobs are saved: "
+                           f"start workers and rerun the same command to resume.")
+        return since if since is not None else now
+
+    def _ship_data(self, j: GridJob, worker: str) -> None:
+        """Send this machine's copy of the data set to `worker`, which checks and keeps it."""
+        name = j.cfg.data.name
+        if self._blobs is None:
+            self._blobs = _read_files(name, self.data_dir)
+        self.client.run(_install_data, name, self._blobs, workers=[worker])
+
+
+def _connect(distributed, address: str, tls: dict):
+    if "://" not in address:
+        raise RunError(f"--scheduler {address!r}: give tcp://HOST:PORT, tls://HOST:PORT or 'local'")
+    security = None
+    if address.startswith("tls://") or tls:
+        from distributed.security import Security
+
+        security = Security(require_encryption=True, **tls)  # what is not given comes from Dask's config
+        lacking = [opt for opt, attr in (("--tls-ca-file", "tls_ca_file"), ("--tls-cert", "tls_client_cert"),
+                                         ("--tls-key", "tls_client_key")) if not getattr(security, attr, None)]
+        if lacking:
+            raise RunError(f"--scheduler {address}: TLS needs {', '.join(lacking)} (or Dask's config "
+                           f"distributed.comm.tls.ca-file and distributed.comm.tls.client.cert/key)")
+    try:
+        return distributed.Client(address, security=security, timeout=CONNECT_TIMEOUT_S, set_as_default=False,
+                                  name="dlhw")
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s ({reason}); "
+                       f"check the address and that `dask scheduler` runs there.") from None
+
+
+def _for_worker(j: GridJob) -> GridJob:
+    """The job as a worker runs it: the client's --data-dir (data.dir) means nothing there; it is not
+    part of the job's key, so the key stays the client's."""
+    from dataclasses import replace
+
+    if j.data_dir is None and j.cfg.data.dir is None:
+        return j
+    moved = replace(j, cfg=j.cfg.replace(data={"dir": None}), data_dir=None)
+    assert moved.key == j.key
+    return moved
+
+
+def _env_diff(mine: dict, theirs: dict) -> str:
+    return ", ".join(f"{k} {theirs.get(k)} (here {mine.get(k)})" for k in sorted(mine.keys() | theirs.keys())
+                     if mine.get(k) != theirs.get(k))
+
+
+def _drain(events, progress: Progress) -> None:
+    while True:
+        try:
+            units, best = events.get_nowait()
+        except queue_mod.Empty:
+            return
+        progress(int(units), float(best))
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _worker_facts() -> dict:
+    from dlhw.store.provenance import code_fingerprint, numeric_env
+
+    return {"code": code_fingerprint(), "env": numeric_env()}
+
+
+def _has_data(name: str) -> bool:
+    from dlhw.data import REGISTRY
+    from dlhw.data.locate import find_data_dir
+
+    if name not in REGISTRY:  # synthetic sets (xor) have no files
+        return True
+    try:
+        find_data_dir(name)
+    except DataError:
+        return False
+    return True
+
+
+def _remote(job: GridJob, topic: str, allow_mixed: bool) -> dict:
+    """A Dask task: run one job with one BLAS thread; return its arrays (or ask for the data)."""
+    from distributed import get_worker
+    from threadpoolctl import threadpool_limits
+
+    from dlhw.store.provenance import numeric_env
+
+    w = get_worker()
+    env = numeric_env()
+    if not allow_mixed and env != json.loads(job.env):
+        raise RunError(f"Dask worker {w.address} has {_env_diff(json.loads(job.env), env)}: results would depend on "
+                       f"where a job ran. Install the same versions, or pass --allow-mixed.")
+    if not _has_data(job.cfg.data.name):
+        return {"need_data": True, "worker": w.address}
+    t0 = time.perf_counter()
+    with threadpool_limits(JOB_THREADS, user_api="blas"):
+        arrays = job.run(on_progress=lambda units, best: w.log_event(topic, (units, best)))
+    return {"arrays": arrays, "seconds": time.perf_counter() - t0, "worker": w.address, "name": str(w.name),
+            "env": env}
+
+
+def _read_files(name: str, data_dir) -> dict[str, bytes]:
+    """The data set's files as found on the client (each NAME or NAME.gz), by file name."""
+    from dlhw.data.locate import find_data_dir, locate_file
+    from dlhw.data.registry import dataset_spec
+
+    folder = find_data_dir(name, data_dir)
+    return {p.name: p.read_bytes() for fs in dataset_spec(name).files.values()
+            if (p := locate_file(folder, fs)) is not None}
+
+
+def _install_data(name: str, blobs: dict[str, bytes]) -> str:
+    """On a worker: keep the shipped files in `$DLHW_DATA/<name>` (or the user cache) once they check out."""
+    from dlhw.data.load import load
+    from dlhw.data.locate import shipped_data_dir
+    from dlhw.store.files import atomic_write_bytes
+
+    folder = shipped_data_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, blob in blobs.items():
+        if not (folder / fname).is_file():
+            atomic_write_bytes(folder / fname, blob)
+    try:
+        load(name, folder, verify=True)  # SHA-256 of every decompressed payload, as any load
+    except DataError:
+        for fname in blobs:
+            Path(folder / fname).unlink(missing_ok=True)
+        raise
+    return str(folder)
+
+
+__all__ = ["DaskExecutor"]
