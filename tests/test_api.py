@@ -1,4 +1,5 @@
 """The Python API: dlhw.load_config / train / grid / load_run, validation, figures, predict, backend."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,11 @@ def test_grid_without_a_grid_section_and_bad_config_type():
         dlhw.train(3)
     with pytest.raises(dlhw.ConfigError, match="config file not found"):
         dlhw.train("nope.yaml")
+    with_grid = {**BASE, "grid": {"learning_rate": [0.1]}}
+    with pytest.raises(dlhw.ConfigError, match="'scheduler' must be 'tcp://HOST:PORT', 'tls://HOST:PORT' or 'local'"):
+        dlhw.grid(with_grid, scheduler=8786)
+    with pytest.raises(dlhw.ConfigError, match="'allow_mixed' only applies with a scheduler"):
+        dlhw.grid(with_grid, allow_mixed=True)
 
 
 # --------------------------------------------------------------------------- runs
@@ -207,15 +213,17 @@ import dlhw
 g = dlhw.grid({{"name": "script", "data": {{"dir": {data!r}}},
                "train": {{"learning_rate": 0.1, "alpha": 0.0}},
                "grid": {{"batch_size": [1000, 2000], "epochs": [1]}}}},
-              out={out!r}, jobs=2, progress={progress}, plots=False)
+              out={out!r}, jobs=2, progress={progress}, plots=False, scheduler={scheduler!r})
 print("best", g.best["batch_size"], len(g.rows), round(g.retrained.metrics["test_accuracy"], 4))
 """
 
 
-@pytest.mark.parametrize("progress", [False, True])  # True: the ETA's calibration starts processes too
-def test_grid_from_a_script_without_a_main_guard(tmp_path, fashion_dir, progress):
+# progress=True: the ETA's calibration starts processes too; scheduler="local": a Dask LocalCluster's
+@pytest.mark.parametrize("progress, scheduler", [(False, None), (True, None), (False, "local")])
+def test_grid_from_a_script_without_a_main_guard(tmp_path, fashion_dir, progress, scheduler):
     script = tmp_path / "homework.py"
-    script.write_text(GRID_SCRIPT.format(data=str(fashion_dir), out=str(tmp_path / "g"), progress=progress))
+    script.write_text(GRID_SCRIPT.format(data=str(fashion_dir), out=str(tmp_path / "g"), progress=progress,
+                                         scheduler=scheduler))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "in use by another dlhw process" not in r.stderr
@@ -226,6 +234,8 @@ def test_grid_from_a_script_without_a_main_guard(tmp_path, fashion_dir, progress
     assert {r["batch_size"] for r in g.rows} == {1000, 2000}
     assert "chosen by val_ce" in g._repr_html_()
     assert g.figure("grid_heatmaps").axes
+    executor = json.loads((tmp_path / "g" / "manifest.json").read_text())["grid"]["executor"]
+    assert executor["kind"] == ("dask" if scheduler else "local") and executor["workers"] == 2
 
 
 # --------------------------------------------------------------------------- progress bars

@@ -105,12 +105,15 @@ def train(config: str | Path | dict | Config, out: str | Path | None = None, pro
 
 
 def grid(config: str | Path | dict | Config, out: str | Path | None = None, jobs: int | None = None,
-         progress: bool | None = None, *, fresh: bool = False, plots: bool = True, **overrides: Any) -> "GridRun":
+         progress: bool | None = None, *, fresh: bool = False, plots: bool = True, scheduler: str | None = None,
+         allow_mixed: bool = False, **overrides: Any) -> "GridRun":
     """Run (or resume) the config's grid, select on validation, retrain the best setting and test it.
 
-    jobs: worker processes (default: one per core). fresh: discard saved jobs. The other
-    arguments as in `train`. Works from a plain script without an `if __name__ == "__main__":`
-    guard: the workers never re-run the calling script.
+    jobs: worker processes (default: one per core). fresh: discard saved jobs. scheduler: run the
+    jobs on a Dask cluster, as `dlhw grid --scheduler`: "tcp://HOST:PORT", "tls://HOST:PORT" (TLS
+    files from Dask's config) or "local" (`jobs` workers on 127.0.0.1); allow_mixed as
+    `--allow-mixed`. The other arguments as in `train`. Works from a plain script without an
+    `if __name__ == "__main__":` guard: the workers never re-run the calling script.
     """
     from dlhw.grid.run import run_grid
 
@@ -120,7 +123,17 @@ def grid(config: str | Path | dict | Config, out: str | Path | None = None, jobs
                           f"e.g. grid={{'learning_rate': [0.01, 0.1]}}, or use dlhw.train.")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"'jobs' must be an integer >= 1 or None. Got {jobs!r} instead.")
-    res = run_grid(cfg, n_jobs=jobs, fresh=fresh, progress=progress, argv=_argv("grid", cfg))
+    executor = None
+    if scheduler is not None:
+        from dlhw.grid.cluster import DaskExecutor
+
+        if not isinstance(scheduler, str):
+            raise ConfigError(f"'scheduler' must be 'tcp://HOST:PORT', 'tls://HOST:PORT' or 'local'. "
+                              f"Got {scheduler!r} instead.")
+        executor = DaskExecutor(scheduler, jobs, allow_mixed=allow_mixed)
+    elif allow_mixed:
+        raise ConfigError("'allow_mixed' only applies with a scheduler.")
+    res = run_grid(cfg, n_jobs=jobs, fresh=fresh, progress=progress, argv=_argv("grid", cfg), executor=executor)
     _finish(res.run_dir, plots)
     return GridRun(res.run_dir)
 

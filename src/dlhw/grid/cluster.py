@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import queue as queue_mod
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,6 +39,7 @@ CONNECT_TIMEOUT_S = 10  # reaching the scheduler (an unreachable address fails w
 WORKERS_TIMEOUT_S = 30  # waiting for the first worker of a cluster that has none yet
 WORKERLESS_S = 20  # a run stops after this long with no worker in the cluster
 POLL_S = 0.2
+WORKER_PROFILE = "distributed.worker.profile.enabled"
 
 
 def _need_dask():
@@ -71,7 +73,11 @@ class DaskExecutor:
         distributed = _need_dask()
         logging.getLogger("distributed").setLevel(logging.ERROR)  # grid.log and the bar say what matters
         if self.address == "local":
-            with main_not_rerun():  # worker processes need dlhw only, not the caller's script
+            import dask
+
+            # workers need dlhw only, not the caller's script; no statistical profiler sampling the job's
+            # thread every 10 ms (nobody reads it here, and it costs a few % of a busy core)
+            with main_not_rerun(), dask.config.set({WORKER_PROFILE: False}):
                 self.cluster = distributed.LocalCluster(
                     n_workers=self.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, silence_logs=logging.ERROR)
@@ -293,7 +299,6 @@ def _has_data(name: str) -> bool:
 def _remote(job: GridJob, topic: str, allow_mixed: bool) -> dict:
     """A Dask task: run one job with one BLAS thread; return its arrays (or ask for the data)."""
     from distributed import get_worker
-    from threadpoolctl import threadpool_limits
 
     from dlhw.store.provenance import numeric_env
 
@@ -304,11 +309,36 @@ def _remote(job: GridJob, topic: str, allow_mixed: bool) -> dict:
                        f"where a job ran. Install the same versions, or pass --allow-mixed.")
     if not _has_data(job.cfg.data.name):
         return {"need_data": True, "worker": w.address}
+    _one_blas_thread(w.address)
     t0 = time.perf_counter()
-    with threadpool_limits(JOB_THREADS, user_api="blas"):
-        arrays = job.run(on_progress=lambda units, best: w.log_event(topic, (units, best)))
+    arrays = job.run(on_progress=lambda units, best: w.log_event(topic, (units, best)))
     return {"arrays": arrays, "seconds": time.perf_counter() - t0, "worker": w.address, "name": str(w.name),
             "env": env}
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_LIMIT = None  # the worker process's one BLAS limit, set by its first job and kept
+
+
+def _one_blas_thread(worker: str) -> None:
+    """Every BLAS of this worker process on JOB_THREADS threads from now on, checked.
+
+    Dask's nanny starts workers with OPENBLAS_NUM_THREADS=1 (and MKL/OMP) already; this covers workers
+    started otherwise. The limit is process-wide and threadpoolctl lets only one thread set it, so it
+    is set once and never given back: jobs in threads of one worker (--nthreads 2) would otherwise
+    hand each other multi-threaded BLAS mid-job, and rounding must not depend on where a job ran."""
+    global _BLAS_LIMIT
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with _BLAS_LOCK:
+        if _BLAS_LIMIT is None:
+            _BLAS_LIMIT = threadpool_limits(JOB_THREADS, user_api="blas")
+    wrong = sorted({f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
+                    if i["user_api"] == "blas" and i["num_threads"] != JOB_THREADS})
+    if wrong:
+        raise RunError(f"Dask worker {worker} runs BLAS on more than {JOB_THREADS} thread ({', '.join(wrong)}) and "
+                       f"this job cannot change that; start the worker with OPENBLAS_NUM_THREADS={JOB_THREADS} "
+                       f"(Dask's nanny does by default).")
 
 
 def _read_files(name: str, data_dir) -> dict[str, bytes]:

@@ -4,9 +4,10 @@ A stacked job trains up to `MAX_STACK` (lr, alpha) settings at one batch size an
 grid is 8 such jobs, so a 9th worker has nothing to do and the batch-16 job alone bounds the wall
 time. With more workers than jobs, stacks are cut into halves, quarters, ... (never below
 `MIN_WIDTH` settings) so that the predicted wall time (jobs longest first on the workers,
-`estimate.makespan`) is shortest. A narrower stack costs more in all (each step has a fixed part:
-`GridJob.cost`, fitted to widths 4..64 measured by `scripts/bench_cut.py`), so of the plans about
-as short as the shortest, the one with the least work wins.
+`estimate.makespan`) is shortest. A narrower stack costs more in all (each step has parts that do
+not shrink with the width: `GridJob.cost`, fitted to widths 4..64 measured by
+`scripts/bench_cluster.py --part cut`), so of the plans about as short as the shortest, the one
+with the least work wins.
 
 Cutting changes the jobs and so their keys. A rerun keeps any cut whose jobs are all saved already:
 resuming with another worker count reuses every finished job instead of recomputing it.

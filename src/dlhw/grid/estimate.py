@@ -39,12 +39,12 @@ class Calibration:
     retrain_eval_s: float  # seconds per EVAL_CHUNK rows evaluated by one model
 
 
-def _per_step(run, B: int) -> float:
+def _per_step(run, B: int, long: int | None = None, tries: int = 2) -> float:
     """Seconds per SGD step of `run(n_rows)`, a call's fixed cost (allocations, the thread-limit
-    context, the epoch-end evaluation) taken out: one step's call is timed against a long one's."""
-    long = max(2, min(ROWS // B, 64))
+    context, the epoch-end evaluation) taken out: one step's call is timed against a `long` one's."""
+    long = long or max(2, min(ROWS // B, 64))
     best_one = best_long = math.inf
-    for _ in range(2):  # the faster of two: the other may have met a busy moment
+    for _ in range(tries):  # the fastest: the others may have met a busy moment
         t0 = time.perf_counter()
         run(B)
         t1 = time.perf_counter()
@@ -124,7 +124,7 @@ def job_seconds(job: GridJob, cal: Calibration | None) -> float:
         return job.cost()
     n_train, n_val, _ = split_sizes(job.cfg)
     per_epoch = batches_per_epoch(n_train, job.batch_size)
-    width = job.n_settings / cal.settings  # a narrower stack: proportionally cheaper products
+    width = job.cost() / job.cost(cal.settings)  # a narrower stack: cheaper, not proportionally (fixed costs)
     recorded = len(job.grid_epochs) if job.averaged else job.epochs
     evals = (recorded * n_val + len(job.grid_epochs) * n_train) / EVAL_CHUNK * cal.eval_s
     avg = len(job.grid_epochs) * per_epoch * cal.avg_s if job.averaged else 0.0

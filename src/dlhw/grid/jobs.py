@@ -28,6 +28,7 @@ import numpy as np
 
 from dlhw.config import Config
 from dlhw.errors import RunError
+from dlhw.models import EVAL_CHUNK
 from dlhw.store import files as results
 from dlhw.store.provenance import code_fingerprint, numeric_env
 
@@ -90,19 +91,28 @@ class GridJob:
     def key(self) -> str:
         return hashlib.sha256(self.identity_json.encode()).hexdigest()[:20]
 
-    def cost(self) -> float:
-        """Estimated seconds on one core (fitted to this project's 2-core machine): used to
-        schedule the longest jobs first and for `--dry-run`."""
+    def cost(self, settings: int | None = None) -> float:
+        """Estimated seconds on one core with every core busy (this job, or the same job `settings` wide):
+        schedules the longest jobs first, cuts stacks for many workers (`grid.cut`) and is the dry-run's
+        fallback. The stacked model was fitted by `scripts/bench_cluster.py --part cut` (widths 4..64 x
+        batch sizes 16..2048, within 6% per step); the calibration (`grid.estimate`) rescales it to the
+        machine it runs on."""
         n_train, n_val, _ = split_sizes(self.cfg)
-        steps = self.epochs * math.ceil(n_train / self.batch_size)
-        if self.stacked:  # per step: overhead + elementwise work + the two products (incl. evaluation)
-            S = self.n_settings
-            avg = 2.9e-6 * S * len(self.grid_epochs) / self.epochs if self.averaged else 0.0
-            return steps * (20e-6 + 3.7e-6 * S + avg + 4.0e-7 * self.batch_size * S)
+        per_epoch = math.ceil(n_train / self.batch_size)
+        steps = self.epochs * per_epoch
+        S = settings or self.n_settings
+        if self.stacked:
+            B, recorded = self.batch_size, len(self.grid_epochs) if self.averaged else self.epochs
+            # per step: a fixed part, the weight update (D x (K-1)S), the mini-batch gather (B x D),
+            # then the products and the softmax over B x K x S
+            step = 8e-6 + 0.73e-6 * S + 0.69e-6 * B + 0.233e-6 * B * S
+            evals = (recorded * n_val + len(self.grid_epochs) * n_train) / EVAL_CHUNK * (3.4e-3 + 1.13e-3 * S)
+            avg = len(self.grid_epochs) * per_epoch * 2.7e-6 * S if self.averaged else 0.0
+            return steps * step + evals + avg
         sizes = [784, *self.cfg.model.hidden, 10] if self.cfg.model.kind == "mlp" else [784, 10]
         P = sum(a * b for a, b in zip(sizes, sizes[1:]))  # multiply-adds per example
         per_epoch = 6 * P * n_train / 50e9 + 2 * P * (n_train + n_val) / 80e9 + 40e-6 * steps / self.epochs
-        return self.n_settings * self.epochs * per_epoch
+        return S * self.epochs * per_epoch
 
     def run(self, on_progress: Callable[[int, float], None] | None = None) -> dict[str, np.ndarray]:
         """Train and return result arrays (see `save`). Loads data from the local cache.
