@@ -358,7 +358,8 @@ class GridRun(Run):
 
     @property
     def rows(self) -> list[dict]:
-        """grid.csv: one dict per setting (batch_size, learning_rate, epochs, alpha, train_ce, val_ce, ...)."""
+        """grid.csv: one dict per setting (its values of any other axes such as model.hidden, then batch_size,
+        learning_rate, epochs, alpha, train_ce, val_ce, ...)."""
         return list(self.files.grid or [])
 
     def rows_frame(self):
@@ -384,16 +385,22 @@ class GridRun(Run):
         return ranked_settings(self.files)[:n]
 
     def _extra_html(self) -> str:
+        from dlhw.report.runfiles import axis_label, extra_axes
+
         b = self.best
         by = b.get("select_by", "val_ce")
-        head = "".join(f"<th>{h}</th>" for h in ("batch", "lr", "epochs", "alpha", "val CE", "val accuracy"))
+        extra = extra_axes(self.files)
+        head = "".join(f"<th>{html.escape(h)}</th>"
+                       for h in (*extra, "batch", "lr", "epochs", "alpha", "val CE", "val accuracy"))
         rows = "".join("<tr>" + "".join(f"<td>{_cell(k, r.get(k))}</td>" for k in
-                                        ("batch_size", "learning_rate", "epochs", "alpha", "val_ce", "val_accuracy"))
+                                        (*extra, "batch_size", "learning_rate", "epochs", "alpha", "val_ce",
+                                         "val_accuracy"))
                        + "</tr>" for r in self.top(5))
         secs = ((self.files.manifest or {}).get("grid") or {}).get("seconds")
         took = f" in {secs:.1f} s" if isinstance(secs, (int, float)) else ""
-        return (f"<p>{b.get('n_settings', len(self.rows))} settings{took}; chosen by {by}: batch {b['batch_size']}, "
-                f"lr {b['learning_rate']:g}, {b['epochs']} epochs, alpha {b['alpha']:g}; "
+        chosen = "".join(f"{html.escape(k)} {html.escape(axis_label(b[k]))}, " for k in extra if k in b)
+        return (f"<p>{b.get('n_settings', len(self.rows))} settings{took}; chosen by {by}: {chosen}"
+                f"batch {b['batch_size']}, lr {b['learning_rate']:g}, {b['epochs']} epochs, alpha {b['alpha']:g}; "
                 f"retrained on {b.get('retrain_on')}</p><table><tr>{head}</tr>{rows}</table>")
 
 

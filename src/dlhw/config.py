@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,13 +256,25 @@ class GridConfig:
     select_by: str = "val_ce"  # val_ce (lowest) | val_accuracy (highest)
     retrain_on: str = "train+val"  # train+val | train
     retrain_epochs: str = "same"  # same (homework's rule) | same_steps (same number of SGD steps)
+    # more axes, any config key: (("model.hidden", ((128,), (256, 128))), ...), written `model.hidden: [...]`
+    axes: tuple[tuple[str, tuple], ...] = ()
 
     def __post_init__(self) -> None:
         _check_fields(self, "grid")  # an empty axis () is filled from `train` by Config
 
     @property
     def size(self) -> int:
-        return len(self.batch_size) * len(self.learning_rate) * len(self.epochs) * len(self.alpha)
+        return math.prod(len(v) for _, v in self.axes) * len(self.batch_size) * len(self.learning_rate) \
+            * len(self.epochs) * len(self.alpha)
+
+    @property
+    def axis_keys(self) -> tuple[str, ...]:
+        """The extra axes' dotted keys, in the order given."""
+        return tuple(k for k, _ in self.axes)
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Every combination of the extra axes' values ({} alone when there are none), in grid order."""
+        return [dict(zip(self.axis_keys, combo)) for combo in itertools.product(*(v for _, v in self.axes))]
 
 
 @dataclass(frozen=True)
@@ -304,6 +317,18 @@ class Config:
             if fill:
                 object.__setattr__(self, "grid", dataclasses.replace(self.grid, **fill))
         _check_combinations(self, self.source)
+        if self.grid is not None and self.grid.axes:
+            _check_variants(self)
+
+    def variant(self, values: dict[str, Any]) -> "Config":
+        """This config with dotted keys set (`{"model.hidden": (256, 128)}`), without its grid: what
+        `dlhw train` runs for one value of each extra axis."""
+        by_sec: dict[str, dict] = {}
+        for key, value in values.items():
+            sec, name = key.split(".", 1)
+            by_sec.setdefault(sec, {})[name] = value
+        changed = {sec: dataclasses.replace(getattr(self, sec), **kv) for sec, kv in by_sec.items()}
+        return dataclasses.replace(self, grid=None, **changed)
 
     @property
     def run_dir(self) -> Path:
@@ -313,6 +338,9 @@ class Config:
         """Plain YAML-able dict (lists, not tuples); `source` left out."""
         d = dataclasses.asdict(self)
         d.pop("source")
+        if d["grid"] is not None:
+            axes = d["grid"].pop("axes")
+            d["grid"] = {k: list(v) for k, v in axes} | d["grid"]
         return _listify(d)
 
     def replace(self, **sections: Any) -> "Config":
@@ -322,8 +350,12 @@ class Config:
             if sec not in TOP_LEVEL:
                 raise ConfigError(f"unknown key {sec!r}{_hint(sec, TOP_LEVEL)}. Allowed: {', '.join(TOP_LEVEL)}.")
             cur = getattr(self, sec)
+            if isinstance(changes, dict) and sec == "grid":
+                changes = _grid_body(changes, "")
+                if cur is not None and "axes" in changes:  # the axes given change; the others stay
+                    changes["axes"] = tuple((dict(cur.axes) | dict(changes["axes"])).items())
             if isinstance(changes, dict) and sec in SCHEMA:
-                _known_keys(sec, changes, "")
+                _known_keys(sec, {k: v for k, v in changes.items() if not (sec == "grid" and k == "axes")}, "")
                 changes = SCHEMA[sec][0](**changes) if cur is None else dataclasses.replace(cur, **changes)
             kw[sec] = changes
         return dataclasses.replace(self, **kw)
@@ -352,6 +384,9 @@ def _check_fields(obj: Any, sec: str) -> None:
         value = _plain(getattr(obj, f.name))
         if sec == "grid" and f.name in GRID_AXES and value == []:
             continue  # filled from `train` by Config
+        if sec == "grid" and f.name == "axes":
+            object.__setattr__(obj, "axes", _check_axes(value, ""))
+            continue
         object.__setattr__(obj, f.name, rules[f.name].check(value, f"'{sec}.{f.name}'"))
 
 
@@ -369,8 +404,112 @@ def _section(sec: str, body: Any, src: str) -> dict:
     if not isinstance(body, dict):
         raise ConfigError(f"{_at(src)}'{sec}' must be a mapping with keys {', '.join(rules)}. "
                           f"Got {body!r} instead.")
+    if sec == "grid":
+        body = _grid_body(body, src)
+    axes = body.pop("axes", None) if sec == "grid" else None
     _known_keys(sec, body, src)
-    return {key: rules[key].check(_plain(value), f"{_at(src)}'{sec}.{key}'") for key, value in body.items()}
+    out = {key: rules[key].check(_plain(value), f"{_at(src)}'{sec}.{key}'") for key, value in body.items()}
+    return out | {"axes": axes} if axes else out
+
+
+# --------------------------------------------------------------------------- grid axes over any key
+
+# keys a grid cannot vary, and why
+FIXED_IN_GRID = {
+    "data.name": "a grid searches one data set; run one grid per data set",
+    "data.dir": "it says where the files are, not how to train",
+    "data.val_fraction": "every setting must be scored on the same validation split",
+    "data.split_seed": "every setting must be scored on the same validation split",
+    "data.classes": "settings on other classes solve another task and their scores do not compare",
+    "train.dtype": "a grid prepares its data in one precision; run one grid per dtype",
+    "train.seed": "shuffle seeds are 'grid.seeds' (selection on the mean over them)",
+    "train.eval_every": "it changes curves, not the grid's rows",
+}
+_SHORT = {f"train.{a}": a for a in ("batch_size", "learning_rate", "epochs", "alpha")}
+
+
+def _grid_body(body: dict, src: str) -> dict:
+    """A grid mapping with its dotted keys gathered into `axes` (("model.hidden", values), ...);
+    `train.batch_size` and the like are the short axes under their long names."""
+    out, axes = {}, []
+    for key, value in body.items():
+        key = str(key)
+        if key in _SHORT:
+            if _SHORT[key] in body:
+                raise ConfigError(f"{_at(src)}'grid.{key}' and 'grid.{_SHORT[key]}' are the same axis; give one.")
+            out[_SHORT[key]] = value
+        elif "." in key:
+            axes.append((key, value))
+        else:
+            out[key] = value
+    if axes:
+        out["axes"] = _check_axes(axes, src)
+    return out
+
+
+def _check_axes(axes: Any, src: str) -> tuple[tuple[str, tuple], ...]:
+    """(dotted key, values) pairs: a known, variable key; a non-empty list of values, each valid for that key."""
+    at = _at(src)
+    out = []
+    for pair in axes:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ConfigError(f"{at}'grid.axes' must be (dotted key, values) pairs. Got {pair!r} instead.")
+        key, values = pair
+        sec, _, name = key.partition(".")
+        if sec not in ("data", "model", "train"):
+            raise ConfigError(f"{at}'grid.{key}': a grid axis is a key of data, model or train"
+                              f"{_hint(key, _axis_keys())}. Got section {sec!r}.")
+        rules = SCHEMA[sec][1]
+        if name not in rules:
+            raise ConfigError(f"{at}unknown grid axis 'grid.{key}'{_hint(key, _axis_keys())}. "
+                              f"Keys of '{sec}': {', '.join(rules)}.")
+        if key in FIXED_IN_GRID:
+            raise ConfigError(f"{at}'grid.{key}' cannot vary inside one grid: {FIXED_IN_GRID[key]}.")
+        if key in (k for k, _ in out):
+            raise ConfigError(f"{at}'grid.{key}' is given twice.")
+        where = f"{at}'grid.{key}'"
+        values = _plain(values)
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"{where} must be a non-empty list of values for '{key}'. Got {values!r} instead.")
+        rule = rules[name]
+        clean = []
+        for i, v in enumerate(values):
+            if isinstance(rule, ListOf) and not isinstance(v, (list, tuple)):
+                raise ConfigError(f"{at}'grid.{key}[{i}]' must be a list (each value of this axis is one "
+                                  f"{key}), e.g. [[128], [256, 128]]. Got {v!r} instead.")
+            c = rule.check(list(v) if isinstance(v, tuple) else v, f"{at}'grid.{key}[{i}]'")
+            if c in clean:
+                raise ConfigError(f"{where} must not repeat a value. Got {v!r} twice.")
+            clean.append(c)
+        out.append((key, tuple(clean)))
+    return tuple(out)
+
+
+def _axis_keys() -> list[str]:
+    return [f"{sec}.{k}" for sec in ("data", "model", "train") for k in SCHEMA[sec][1]]
+
+
+def _check_variants(cfg: "Config") -> None:
+    """Every value of every extra axis must make a valid config with the rest (e.g. 'train.optimizer'
+    newton only for model.kind linear); a failure names the axis value."""
+    at = _at(cfg.source)
+    plain = dataclasses.replace(cfg, grid=None, source="<grid>")  # messages without the file's name
+    for key, values in cfg.grid.axes:
+        for i, v in enumerate(values):
+            try:
+                _check_combinations(plain.variant({key: v}), "")
+            except ConfigError as e:
+                raise ConfigError(f"{at}'grid.{key}[{i}]' = {_show(v)}: {e.message}") from None
+    for values in cfg.grid.variants():
+        try:
+            _check_combinations(plain.variant(values), "")
+        except ConfigError as e:
+            raise ConfigError(f"{at}grid values {', '.join(f'{k}={_show(v)}' for k, v in values.items())}: "
+                              f"{e.message}") from None
+
+
+def _show(v: Any) -> str:
+    return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, tuple) else str(v)
 
 
 def _listify(x: Any) -> Any:
@@ -525,6 +664,13 @@ def set_values(raw: dict, values: dict[str, Any]) -> dict:
 def _set(out: dict, key: str, value: Any, label: str, typed: str | None) -> None:
     """out[section][key] = value after the checks of the key and of the value (judged where it was given)."""
     parts = key.split(".")
+    if parts[0] == "grid" and len(parts) == 3:  # an axis over any key: grid.model.hidden=[[128], [256]]
+        sub = f"{parts[1]}.{parts[2]}"
+        _grid_body({sub: value}, label)
+        if not isinstance(out.get("grid"), dict):
+            out["grid"] = {}
+        out["grid"][_SHORT.get(sub, sub)] = value
+        return
     if parts[0] not in TOP_LEVEL:
         raise ConfigError(f"{label}: unknown key {parts[0]!r}{_hint(parts[0], TOP_LEVEL)}. "
                           f"Allowed: {', '.join(TOP_LEVEL)}.")

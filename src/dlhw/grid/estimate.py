@@ -10,12 +10,14 @@ running them longest first on the workers, plus the retrain. `dlhw grid --dry-ru
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import json
 import math
 import multiprocessing as mp
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,6 +39,9 @@ class Calibration:
     avg_s: float  # seconds per averaging pass over a stack of S settings
     retrain_step_s: dict[int, float]  # the smallest batch size -> seconds per single-model SGD step (fit)
     retrain_eval_s: float  # seconds per EVAL_CHUNK rows evaluated by one model
+    # jobs that train one model at a time (networks, momentum): `single_key` -> (seconds per SGD step,
+    # seconds per EVAL_CHUNK rows evaluated), timed with the job's own model and optimizer
+    single: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _per_step(run, B: int, long: int | None = None, tries: int = 2) -> float:
@@ -99,27 +104,99 @@ def _measure(args) -> Calibration:
     return Calibration(step_s, S, eval_s, avg_s, retrain_s, retrain_eval_s)
 
 
+def single_key(cfg: Config, batch_size: int) -> str:
+    """What a single-model job's step time depends on: the model, the optimizer, the dtype, the
+    number of classes and the batch size."""
+    return json.dumps([dataclasses.asdict(cfg.model), cfg.train.optimizer, cfg.train.dtype, _classes(cfg),
+                       batch_size], sort_keys=True, default=str)
+
+
+def _classes(cfg: Config) -> int:
+    return len(cfg.data.classes) if cfg.data.classes else 10
+
+
+def _timeable(cfg: Config) -> bool:
+    """Single models the calibration can time on random 784-pixel rows (not the tiny XOR exercises)."""
+    return cfg.data.name != "xor" and cfg.model.kind in ("softmax", "mlp") and cfg.train.optimizer != "newton"
+
+
+def _measure_single(args) -> dict[str, tuple[float, float]]:
+    """Run in each calibration process: seconds per SGD step and per evaluation chunk of each model."""
+    items, dtype = args
+    from threadpoolctl import threadpool_limits
+
+    from dlhw.models import build_model
+    from dlhw.training.loop import fit
+
+    rng = np.random.default_rng(0)
+    out = {}
+    with threadpool_limits(1, user_api="blas"):
+        X = rng.random((ROWS, 784), dtype=np.float32).astype(np.dtype(dtype))
+        Xe = np.resize(X, (EVAL_CHUNK, 784))
+        for key, cfg, B in items:
+            y = rng.integers(0, _classes(cfg), ROWS)
+            model = build_model(cfg, 784, _classes(cfg))
+            tc = replace(cfg.train, batch_size=B, epochs=1, eval_every=None)
+            fit(model, (X[:B], y[:B]), tc, eval_at=(), train_at=())  # first call: allocations, caches
+            step = _per_step(lambda n: fit(model, (X[:n], y[:n]), tc, eval_at=(), train_at=()), B)
+            t0 = time.perf_counter()
+            model.evaluate(Xe, np.resize(y, EVAL_CHUNK))
+            out[key] = (step, time.perf_counter() - t0)
+    return out
+
+
+def _measure_all(args) -> tuple[Calibration | None, dict]:
+    stack_args, single_args = args
+    return (_measure(stack_args) if stack_args else None), (_measure_single(single_args) if single_args[0] else {})
+
+
+def retrain_job(cfg: Config) -> GridJob:
+    """A stand-in for the final retrain, for estimates: one setting of the longest epoch count at the
+    smallest batch size, with the most costly values of the other axes (e.g. the widest network)."""
+    g = cfg.grid
+    jobs = [GridJob(cfg.variant(v), min(g.batch_size), g.seeds[0], (g.learning_rate[0],), (g.alpha[0],),
+                    max(g.epochs), ()) for v in g.variants()]
+    return max(jobs, key=lambda j: j.cost())
+
+
 def calibrate(cfg: Config, jobs: list[GridJob], workers: int) -> Calibration | None:
-    """Time the grid's own steps here, with `workers` processes busy at once; None if the grid has
-    no stacked job (other model kinds keep the flop-count model of `GridJob.cost`)."""
+    """Time the grid's own steps here, with `workers` processes busy at once: a stack's steps at each
+    batch size, and each single-model job's model (networks, momentum) at its batch size; None if
+    nothing can be timed (the flop-count model of `GridJob.cost` then stands)."""
     stacked = [j for j in jobs if j.stacked]
-    if not stacked:
+    singles = {single_key(j.cfg, j.batch_size): (j.cfg, j.batch_size) for j in [*jobs, retrain_job(cfg)]
+               if not j.stacked and _timeable(j.cfg)}
+    if not stacked and not singles:
         return None
-    S = max(j.n_settings for j in stacked)
-    args = (sorted({j.batch_size for j in stacked} | {min(cfg.grid.batch_size)}), S, 10, 784, cfg.train.dtype)
-    n = max(1, min(workers, len(stacked)))
+    S = max((j.n_settings for j in stacked), default=0)
+    stack_args = (sorted({j.batch_size for j in stacked} | {min(cfg.grid.batch_size)}), S, 10, 784,
+                  cfg.train.dtype) if stacked else None
+    args = (stack_args, ([(k, c, B) for k, (c, B) in singles.items()], cfg.train.dtype))
+    n = max(1, min(workers, len(stacked) + len(singles)))
     if n == 1:
-        return _measure(args)
-    with main_not_rerun(), mp.get_context("spawn").Pool(n) as pool:  # never re-runs the caller's script
-        cals = pool.map(_measure, [args] * n)
-    med = lambda f: statistics.median(f(c) for c in cals)  # noqa: E731
-    return Calibration({B: med(lambda c: c.step_s[B]) for B in args[0]}, S, med(lambda c: c.eval_s),
-                       med(lambda c: c.avg_s), {B: med(lambda c: c.retrain_step_s[B]) for B in cals[0].retrain_step_s},
-                       med(lambda c: c.retrain_eval_s))
+        parts = [_measure_all(args)]
+    else:
+        with main_not_rerun(), mp.get_context("spawn").Pool(n) as pool:  # never re-runs the caller's script
+            parts = pool.map(_measure_all, [args] * n)
+    med = statistics.median
+    single = {k: (med(p[1][k][0] for p in parts), med(p[1][k][1] for p in parts)) for k in singles}
+    if not stacked:
+        return Calibration({}, 0, 0.0, 0.0, {}, 0.0, single)
+    cals = [p[0] for p in parts]
+    m = lambda f: med(f(c) for c in cals)  # noqa: E731
+    return Calibration({B: m(lambda c: c.step_s[B]) for B in stack_args[0]}, S, m(lambda c: c.eval_s),
+                       m(lambda c: c.avg_s), {B: m(lambda c: c.retrain_step_s[B]) for B in cals[0].retrain_step_s},
+                       m(lambda c: c.retrain_eval_s), single)
 
 
 def job_seconds(job: GridJob, cal: Calibration | None) -> float:
-    """A job's cost on one core: calibrated steps, evaluations and averaging passes for a stack."""
+    """A job's cost on one core: calibrated steps, evaluations and averaging passes for a stack; steps
+    and the evaluations after the grid's epochs for single models."""
+    if cal is not None and not job.stacked and single_key(job.cfg, job.batch_size) in cal.single:
+        step_s, eval_s = cal.single[single_key(job.cfg, job.batch_size)]
+        n_train, n_val, _ = split_sizes(job.cfg)
+        evals = len(job.grid_epochs) * (n_val + n_train) / EVAL_CHUNK * eval_s
+        return job.n_settings * (job.epochs * batches_per_epoch(n_train, job.batch_size) * step_s + evals)
     if cal is None or not job.stacked or job.batch_size not in cal.step_s:
         return job.cost()
     n_train, n_val, _ = split_sizes(job.cfg)
@@ -141,12 +218,17 @@ def makespan(costs: list[float], workers: int) -> float:
 
 def retrain_seconds(cfg: Config, cal: Calibration | None, retrain: GridJob) -> float:
     """The retrain of the longest setting on train+val (one model, every split evaluated per epoch)."""
-    if cal is None or retrain.batch_size not in cal.retrain_step_s:
-        return retrain.cost()
     n_train, _, n_all = split_sizes(cfg)
     n = n_all if cfg.grid.retrain_on == "train+val" else n_train
     steps = retrain.epochs * batches_per_epoch(n, retrain.batch_size)
-    evals = retrain.epochs * (n + 10000) / EVAL_CHUNK * cal.retrain_eval_s
+    n_test = 10000 * _classes(cfg) // 10
+    key = single_key(retrain.cfg, retrain.batch_size)
+    if cal is not None and not retrain.stacked and key in cal.single:
+        step_s, eval_s = cal.single[key]
+        return steps * step_s + retrain.epochs * (n + n_test) / EVAL_CHUNK * eval_s
+    if cal is None or retrain.batch_size not in cal.retrain_step_s:
+        return retrain.cost()
+    evals = retrain.epochs * (n + n_test) / EVAL_CHUNK * cal.retrain_eval_s
     return steps * cal.retrain_step_s[retrain.batch_size] + evals
 
 
@@ -159,7 +241,11 @@ def estimate(cfg: Config, jobs: list[GridJob], workers: int, retrain: GridJob | 
 
 def describe(cal: Calibration | None) -> str:
     if cal is None:
-        return "from a flop count (no stacked job to time)"
+        return "from a flop count (nothing here could be timed)"
+    if not cal.step_s:
+        fastest, slowest = min(s for s, _ in cal.single.values()), max(s for s, _ in cal.single.values())
+        return (f"calibrated here: {len(cal.single)} model(s) timed, {fastest * 1e3:.2f} to {slowest * 1e3:.2f} ms "
+                f"per SGD step")
     B = min(cal.step_s)
     return (f"calibrated here: a {cal.settings}-setting step at batch {B} takes {cal.step_s[B] * 1e3:.2f} ms, "
             f"at batch {max(cal.step_s)} {cal.step_s[max(cal.step_s)] * 1e3:.1f} ms")

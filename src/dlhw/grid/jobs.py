@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class GridJob:
     epochs: int  # trains this many epochs (the grid's largest epoch count)
     grid_epochs: tuple[int, ...]  # the epoch counts the grid reads: training-split CE is computed after each
     data_dir: str | None = None
+    variant: tuple[tuple[str, Any], ...] = ()  # the extra axes' values this job trains (grid.axes); in cfg too
     code: str = field(default_factory=lambda: code_fingerprint())  # the client's code and numeric environment:
     env: str = field(default_factory=lambda: json.dumps(numeric_env(), sort_keys=True))  # part of the key
 
@@ -60,9 +61,10 @@ class GridJob:
 
     @property
     def record_epochs(self) -> tuple[int, ...] | None:
-        """Epochs whose validation metrics are recorded: every epoch, or with iterate averaging
-        only the grid's epochs (forming an epoch's mean costs a pass over the stack per step)."""
-        return self.grid_epochs if self.averaged else None
+        """Epochs whose validation metrics are recorded: every epoch (a stack without averaging, where
+        recording is cheap), else only the grid's epochs (an epoch's mean costs a pass over the stack
+        per step; a single model's evaluation costs as much as a third of its training)."""
+        return None if self.stacked and not self.averaged else self.grid_epochs
 
     @property
     def stacked(self) -> bool:
@@ -111,8 +113,9 @@ class GridJob:
             return steps * step + evals + avg
         sizes = [784, *self.cfg.model.hidden, 10] if self.cfg.model.kind == "mlp" else [784, 10]
         P = sum(a * b for a, b in zip(sizes, sizes[1:]))  # multiply-adds per example
-        per_epoch = 6 * P * n_train / 50e9 + 2 * P * (n_train + n_val) / 80e9 + 40e-6 * steps / self.epochs
-        return S * self.epochs * per_epoch
+        train = 6 * P * n_train / 50e9 + 40e-6 * per_epoch  # forward and backward of every step
+        evals = 2 * P * (n_train + n_val) / 80e9  # after each epoch count the grid reads
+        return S * (self.epochs * train + max(1, len(self.grid_epochs)) * evals)
 
     def run(self, on_progress: Callable[[int, float], None] | None = None) -> dict[str, np.ndarray]:
         """Train and return result arrays (see `save`). Loads data from the local cache.
@@ -151,7 +154,8 @@ class GridJob:
             cfg = self.cfg.replace(train={"batch_size": self.batch_size, "learning_rate": lr, "alpha": alpha,
                                           "seed": self.seed, "epochs": E, "eval_every": None})
             model = build_model(cfg, prep.n_features, len(prep.classes))
-            hist = fit(model, prep.train, cfg.train, {"val": prep.val})
+            at = set(self.grid_epochs)  # the epochs the grid reads: evaluating the others is wasted work
+            hist = fit(model, prep.train, cfg.train, {"val": prep.val}, eval_at=at, train_at=at)
             for row in hist.epoch_rows():
                 e = int(row["epoch"])
                 out["val_ce"][e - 1, s], out["val_accuracy"][e - 1, s] = row["val_ce"], row["val_accuracy"]
@@ -278,39 +282,51 @@ def _data_checksums(name: str) -> dict:
 
 def make_jobs(cfg: Config, data_dir: str | None = None, max_stack: int = MAX_STACK, *, workers: int = 1,
               saved: Path | None = None) -> list[GridJob]:
-    """Split the grid into jobs: per seed and batch size, chunks of (lr, alpha) pairs.
+    """Split the grid into jobs: per value of the extra axes, seed and batch size, chunks of (lr, alpha) pairs.
 
     Stacks are `max_stack` wide unless `workers` exceed the jobs (then `grid.cut` narrows the longest);
-    a (seed, batch size) whose jobs of another width are all saved in `saved` keeps that width."""
+    a group whose jobs of another width are all saved in `saved` keeps that width. Settings that
+    cannot stack (other model kinds, momentum) are jobs of one setting each."""
     from dlhw.grid import cut
 
     g = cfg.grid
     pairs = [(lr, a) for lr in g.learning_rate for a in g.alpha]
     E, grid_epochs = max(g.epochs), tuple(sorted(g.epochs))
-    groups = [(seed, bs) for seed in g.seeds for bs in g.batch_size]
+    variants = [tuple(v.items()) for v in g.variants()]
+    subs = [cfg.variant(dict(v)) for v in variants]  # what `dlhw train` runs for those values
+    groups = [(vi, seed, bs) for vi in range(len(variants)) for seed in g.seeds for bs in g.batch_size]
 
     def group_jobs(group, width: int) -> list[GridJob]:
-        seed, bs = group
+        vi, seed, bs = group
         jobs, i = [], 0
         for size in cut.chunk_sizes(len(pairs), width):
             part = pairs[i:i + size]
             i += size
-            jobs.append(GridJob(cfg, bs, seed, tuple(p[0] for p in part), tuple(p[1] for p in part),
-                                E, grid_epochs, data_dir))
+            jobs.append(GridJob(subs[vi], bs, seed, tuple(p[0] for p in part), tuple(p[1] for p in part),
+                                E, grid_epochs, data_dir, variants[vi]))
         return jobs
 
-    if not stackable(cfg):
-        width = {grp: 1 for grp in groups}
-    else:
-        width = cut.plan(groups, len(pairs), max_stack, workers,
-                         lambda grp, s: GridJob(cfg, grp[1], grp[0], (0.0,) * s, (0.0,) * s, E, grid_epochs).cost())
-        width = cut.keep_saved(groups, width, len(pairs), max_stack,
-                               lambda grp, w: cut.exists(saved, [j.key for j in group_jobs(grp, w)]))
+    stacks = [grp for grp in groups if stackable(subs[grp[0]])]
+    width = {grp: 1 for grp in groups if grp not in stacks}
+    if stacks:
+        planned = cut.plan(stacks, len(pairs), max_stack, workers,
+                           lambda grp, s: GridJob(subs[grp[0]], grp[2], grp[1], (0.0,) * s, (0.0,) * s, E,
+                                                  grid_epochs).cost())
+        width |= cut.keep_saved(stacks, planned, len(pairs), max_stack,
+                                lambda grp, w: cut.exists(saved, [j.key for j in group_jobs(grp, w)]))
     return [j for grp in groups for j in group_jobs(grp, width[grp])]
 
 
 def settings(cfg: Config) -> list[dict]:
-    """Every setting of the grid, in grid.csv order (batch size, lr, epochs, alpha)."""
+    """Every setting of the grid, in grid.csv order: the extra axes' values (as `axis_text` shows
+    them), batch size, lr, epochs, alpha."""
     g = cfg.grid
-    return [{"batch_size": bs, "learning_rate": lr, "epochs": e, "alpha": a}
+    return [{**{k: axis_text(v) for k, v in variant.items()},
+             "batch_size": bs, "learning_rate": lr, "epochs": e, "alpha": a}
+            for variant in g.variants()
             for bs in g.batch_size for lr in g.learning_rate for e in g.epochs for a in g.alpha]
+
+
+def axis_text(value: Any) -> Any:
+    """An axis value as grid.csv and tables show it: layer widths as `512-256`, the rest as it is."""
+    return "-".join(map(str, value)) if isinstance(value, tuple) else value

@@ -10,6 +10,7 @@ Run folder (results/<name>/):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -25,7 +26,7 @@ from dlhw.config import Config
 from dlhw.errors import RunError, WriteError
 from dlhw.grid import estimate
 from dlhw.grid.executor import Done, Executor, LocalExecutor, default_jobs
-from dlhw.grid.jobs import GridJob, make_jobs, saved_identities, settings_key, stale_reason
+from dlhw.grid.jobs import GridJob, axis_text, make_jobs, saved_identities, settings_key, stale_reason
 from dlhw.grid.select import assemble, rank, select
 from dlhw.store import derived
 from dlhw.store.lock import RunLock
@@ -83,20 +84,15 @@ def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None, executor: Exe
     saved = sum(1 for j in jobs if (folder / f"{j.key}.npz").is_file())
     missing = [j for j in jobs if not (folder / f"{j.key}.npz").is_file()]
     cal = estimate.calibrate(cfg, missing or jobs, min(workers, default_jobs()))
-    seconds = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
+    seconds = estimate.estimate(cfg, missing, workers, estimate.retrain_job(cfg), cal)
     g = cfg.grid
-    return (f"{cfg.name}: {g.size} settings ({len(g.batch_size)} batch sizes x {len(g.learning_rate)} learning rates "
+    return (f"{cfg.name}: {g.size} settings ("
+            + "".join(f"{len(v)} {k} x " for k, v in g.axes)
+            + f"{len(g.batch_size)} batch sizes x {len(g.learning_rate)} learning rates "
             f"x {len(g.epochs)} epoch counts x {len(g.alpha)} alphas) x {len(g.seeds)} seed(s) "
             f"in {len(jobs)} jobs ({saved} already saved); "
             f"estimated {_hms(seconds)} with {workers} worker(s){where} ({estimate.describe(cal)}). "
             f"Nothing was trained.")
-
-
-def _retrain_job(cfg: Config) -> GridJob:
-    """A stand-in for the final retrain (one setting, the longest epoch count), for estimates."""
-    g = cfg.grid
-    return GridJob(cfg, min(g.batch_size), g.seeds[0],
-                   (g.learning_rate[0],), (g.alpha[0],), max(g.epochs), ())
 
 
 def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
@@ -135,16 +131,18 @@ def _run_locked(cfg, run_dir, data_dir, executor: Executor, fresh, progress, arg
     grid_seconds = time.perf_counter() - t0
 
     rows, curves = assemble(cfg, jobs, [outputs[j.key] for j in jobs])
-    columns = [c for c in CSV_COLUMNS if any(c in r for r in rows)]
+    g = cfg.grid
+    columns = [*g.axis_keys, *(c for c in CSV_COLUMNS if any(c in r for r in rows))]
     results.write_csv(run_dir / "grid.csv", rows, columns)
     results.write_csv(run_dir / "grid_epochs.csv", curves,
-                      ["batch_size", "learning_rate", "alpha", "epoch", "val_ce", "val_accuracy"])
-    g = cfg.grid
+                      [*g.axis_keys, "batch_size", "learning_rate", "alpha", "epoch", "val_ce", "val_accuracy"])
     best = select(rows, g.select_by)
     if best is None:
         log("every setting diverged")
         raise RunError(f"{cfg.source}: every setting of the grid diverged; try smaller learning rates.")
-    best_info = {k: best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha")}
+    # the extra axes' values as the config gives them (layer widths as lists), then the four short axes
+    best_info = {k: _listed(next(v for v in values if axis_text(v) == best[k])) for k, values in g.axes}
+    best_info |= {k: best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha")}
     best_info |= {"val_ce": best["val_ce"], "val_accuracy": best["val_accuracy"],
                   "select_by": g.select_by, "retrain_on": g.retrain_on, "retrain_epochs": g.retrain_epochs,
                   "seeds": list(g.seeds), "n_settings": g.size}
@@ -176,7 +174,7 @@ def _search(cfg, jobs, missing, outputs, folder, executor: Executor, progress, l
     estimated = None
     if (watched() if progress is None else progress) and missing:  # someone watches: a first ETA (~2 s)
         cal = estimate.calibrate(cfg, missing, min(workers, default_jobs()))
-        estimated = estimate.estimate(cfg, missing, workers, _retrain_job(cfg), cal)
+        estimated = estimate.estimate(cfg, missing, workers, estimate.retrain_job(cfg), cal)
         log(f"estimated {_hms(estimated)} ({estimate.describe(cal)})")
     with bar(total=total_units, desc=f"grid {cfg.name}", unit="setting-epoch", enabled=progress,
              initial=done_units) as pbar:
@@ -213,6 +211,19 @@ def _load_saved(jobs: list[GridJob], folder: Path, log) -> dict[str, dict]:
     return outputs
 
 
+def _listed(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def chosen_config(cfg: Config, best: dict) -> Config:
+    """The grid's config with the chosen setting's values in data/model/train (the grid kept)."""
+    g = cfg.grid
+    values = {k: tuple(best[k]) if isinstance(best[k], list) else best[k] for k in g.axis_keys}
+    values |= {f"train.{k}": best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha")}
+    values["train.seed"] = g.seeds[0]
+    return dataclasses.replace(cfg.variant(values), grid=g)
+
+
 def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_extra: dict):
     """Retrain the chosen setting (on train+val by default) and evaluate it on test."""
     from dlhw.training.run import train_run
@@ -220,8 +231,7 @@ def retrain(cfg: Config, best: dict, data_dir, progress: bool, argv, manifest_ex
     from dlhw.training.rules import batches_per_epoch
 
     g = cfg.grid
-    chosen = cfg.replace(train={"batch_size": best["batch_size"], "learning_rate": best["learning_rate"],
-                                "epochs": best["epochs"], "alpha": best["alpha"], "seed": g.seeds[0]})
+    chosen = chosen_config(cfg, best)
     prep = prepare(chosen, data_dir, retrain_on=g.retrain_on)
     epochs, max_steps = best["epochs"], None
     if g.retrain_epochs == "same_steps":
@@ -294,6 +304,7 @@ def _hms(seconds: float) -> str:
 def summary(res: GridResult, cfg: Config) -> list[str]:
     """The homework-style summary printed by `dlhw grid`."""
     b, m, g = res.best, res.metrics, cfg.grid
+    widths = {k: max(len(k.split(".")[1]), *(len(str(r[k])) for r in res.rows)) for k in g.axis_keys}
     by = "lowest validation CE" if g.select_by == "val_ce" else "highest validation accuracy"
     avg = ", weights averaged over the last epoch" if cfg.train.average == "epoch" else ""
     lines = [
@@ -302,8 +313,9 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
            if not res.jobs_loaded else
            f"in this session ({res.jobs_run} jobs run, {res.jobs_loaded} resumed)")
         + f", retrain {m['seconds']:.1f} s, {_hms(res.seconds)} in all",
-        f"best ({by}): batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} "
-        f"epochs={b['epochs']} alpha={b['alpha']:g}",
+        f"best ({by}): " + "".join(f"{k}={axis_text(tuple(b[k]) if isinstance(b[k], list) else b[k])} "
+                                   for k in g.axis_keys)
+        + f"batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} epochs={b['epochs']} alpha={b['alpha']:g}",
         f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",
         f"retrained on {g.retrain_on} ({m['epochs_run']} epoch{'' if m['epochs_run'] == 1 else 's'}, "
         f"{m['iterations']} steps{avg}): "
@@ -311,10 +323,12 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
         if m.get("test_ce") is not None else f"retrained on {g.retrain_on}: diverged",
         "",
         "ten best settings:",
-        f"{'batch':>6} {'lr':>9} {'epochs':>6} {'alpha':>9} {'train CE':>9} {'val CE':>8} {'val acc':>8}",
+        "".join(f"{k.split('.')[1]:>{w}} " for k, w in widths.items())
+        + f"{'batch':>6} {'lr':>9} {'epochs':>6} {'alpha':>9} {'train CE':>9} {'val CE':>8} {'val acc':>8}",
     ]
     for r in rank(res.rows, g.select_by, 10):
-        lines.append(f"{r['batch_size']:>6} {r['learning_rate']:>9.4g} {r['epochs']:>6} {r['alpha']:>9.3g} "
+        lines.append("".join(f"{str(r[k]):>{w}} " for k, w in widths.items())
+                     + f"{r['batch_size']:>6} {r['learning_rate']:>9.4g} {r['epochs']:>6} {r['alpha']:>9.3g} "
                      f"{r['train_ce']:>9.4f} {r['val_ce']:>8.4f} {r['val_accuracy']:>8.2%}")
     lines.append(f"results: {res.run_dir}")
     return lines

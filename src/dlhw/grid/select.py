@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from dlhw.config import Config
-from dlhw.grid.jobs import GridJob, settings
+from dlhw.grid.jobs import GridJob, axis_text, settings
 
 
 
@@ -19,13 +19,16 @@ def assemble(cfg: Config, jobs: list[GridJob], outputs: list[dict]) -> tuple[lis
     per: dict[tuple, dict[int, dict]] = {}
     for job, out in zip(jobs, outputs):
         for s, (lr, a) in enumerate(zip(job.learning_rates, job.alphas)):
-            per.setdefault((job.batch_size, lr, a), {})[job.seed] = {
+            per.setdefault((job.variant, job.batch_size, lr, a), {})[job.seed] = {
                 "val_ce": out["val_ce"][:, s], "val_accuracy": out["val_accuracy"][:, s],
-                "train_ce": out["train_ce"][:, s], "diverged_epoch": int(out["diverged_epoch"][s])}
+                "train_ce": out["train_ce"][:, s], "diverged_epoch": int(out["diverged_epoch"][s]),
+                "recorded": job.record_epochs or range(1, E + 1)}
+    variant_of = {tuple(axis_text(v) for v in var.values()): tuple(var.items()) for var in g.variants()}
     epochs_sorted = sorted(g.epochs)
     rows = []
     for st in settings(cfg):
-        runs = [per[(st["batch_size"], st["learning_rate"], st["alpha"])][sd] for sd in seeds]
+        vkey = variant_of[tuple(st[k] for k in g.axis_keys)]
+        runs = [per[(vkey, st["batch_size"], st["learning_rate"], st["alpha"])][sd] for sd in seeds]
         e = st["epochs"]
         div = [r["diverged_epoch"] for r in runs if 0 < r["diverged_epoch"] <= e]
         row = dict(st)
@@ -43,13 +46,15 @@ def assemble(cfg: Config, jobs: list[GridJob], outputs: list[dict]) -> tuple[lis
         row["diverged_epoch"] = min(div) if div else None
         rows.append(row)
     curves = []
-    for (bs, lr, a), by_seed in sorted(per.items()):
+    order = {v: i for i, v in enumerate(variant_of.values())}
+    for (vkey, bs, lr, a), by_seed in sorted(per.items(), key=lambda kv: (order[kv[0][0]], *kv[0][1:])):
         runs = [by_seed[sd] for sd in seeds]
-        for e in (epochs_sorted if cfg.train.average == "epoch" else range(1, E + 1)):
+        for e in runs[0]["recorded"]:  # every epoch, or only the grid's (see GridJob.record_epochs)
             vals = [r["val_ce"][e - 1] for r in runs]
             accs = [r["val_accuracy"][e - 1] for r in runs]
             ok = all(np.isfinite(vals))
-            curves.append({"batch_size": bs, "learning_rate": lr, "alpha": a, "epoch": e,
+            curves.append({**{k: axis_text(v) for k, v in vkey}, "batch_size": bs, "learning_rate": lr, "alpha": a,
+                           "epoch": e,
                            "val_ce": float(np.mean(vals)) if ok else None,
                            "val_accuracy": float(np.mean(accs)) if ok else None})
     return rows, curves

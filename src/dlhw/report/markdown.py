@@ -14,7 +14,8 @@ import yaml
 
 from dlhw.report import plots
 from dlhw.store import derived, files as results
-from dlhw.report.runfiles import LOSS_NAMES, SPLITS, RunFiles, finite, fmt_value, metric_label, ranked_settings, read_run
+from dlhw.report.runfiles import (LOSS_NAMES, SPLITS, RunFiles, axis_label, extra_axes, finite, fmt_value, metric_label,
+                                  ranked_settings, read_run)
 
 CAPTIONS = {  # figure -> (heading, what to read in it)
     "loss_curves": ("Loss vs epochs", "Training, validation and test loss of the final run (no L2 term)."),
@@ -124,14 +125,16 @@ def _chosen(run: RunFiles) -> str:
     if not b:
         return ""
     sel = b.get("select_by", "val_ce")
-    head = ["batch size", "learning rate", "epochs", "α (L2)", "validation CE", "validation accuracy"]
-    row = [str(b.get("batch_size")), fmt_value(b.get("learning_rate", 0)), str(b.get("epochs")),
-           fmt_value(b.get("alpha", 0)), _num(b.get("val_ce")), _num(b.get("val_accuracy"), "accuracy")]
+    extra = [k for k in extra_axes(run) if k in b]
+    head = [*extra, "batch size", "learning rate", "epochs", "α (L2)", "validation CE", "validation accuracy"]
+    row = [*(axis_label(b[k]) for k in extra), str(b.get("batch_size")), fmt_value(b.get("learning_rate", 0)),
+           str(b.get("epochs")), fmt_value(b.get("alpha", 0)), _num(b.get("val_ce")),
+           _num(b.get("val_accuracy"), "accuracy")]
     best_way = "highest" if sel.endswith("accuracy") else "lowest"
     text = [
         "## Chosen hyperparameters",
         "",
-        _table(head, [row], "rrrrrr"),
+        _table(head, [row], "l" * len(extra) + "rrrrrr"),
         "",
         f"Selected by the {best_way} {metric_label(sel)} among {b.get('n_settings', '?'):,} settings"
         if isinstance(b.get("n_settings"), int) else f"Selected by the {best_way} {metric_label(sel)}",
@@ -194,7 +197,8 @@ def _top_settings(run: RunFiles, n: int = 10) -> str:
     if not ranked:
         return ""
     std = "val_ce_std" in ranked[0]
-    head = ["#", "batch size", "learning rate", "epochs", "α (L2)", "validation CE", "validation accuracy",
+    extra = extra_axes(run)
+    head = ["#", *extra, "batch size", "learning rate", "epochs", "α (L2)", "validation CE", "validation accuracy",
             "training CE"]
     rows = []
     for i, r in enumerate(ranked, 1):
@@ -202,11 +206,12 @@ def _top_settings(run: RunFiles, n: int = 10) -> str:
         acc = _num(r.get("val_accuracy"), "accuracy")
         if std and finite(r.get("val_accuracy_std")):
             acc += f" ± {100 * r['val_accuracy_std']:.2f}"
-        rows.append([str(i), str(r["batch_size"]), fmt_value(r["learning_rate"]), str(r["epochs"]),
+        rows.append([str(i), *(axis_label(r[k]) for k in extra), str(r["batch_size"]), fmt_value(r["learning_rate"]),
+                     str(r["epochs"]),
                      fmt_value(r["alpha"]), ce, acc, _num(r.get("train_ce"))])
     seeds = f" (mean ± std over {ranked[0].get('n_seeds')} shuffle seeds)" if std else ""
     return "\n".join([f"## The {len(ranked)} best settings", "", f"From `grid.csv`, best first{seeds}.", "",
-                      _table(head, rows, "rrrrrrrr")])
+                      _table(head, rows, "r" + "l" * len(extra) + "rrrrrrr")])
 
 
 def _per_class(run: RunFiles) -> str:

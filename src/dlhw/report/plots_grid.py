@@ -12,14 +12,22 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import MaxNLocator
 
 from dlhw.report.figkit import AXIS_LABEL, COLORS, figure, log_if_wide, nice_ticks, plt
-from dlhw.report.runfiles import AXES, RunFiles, better, finite, fmt_value, metric_label, ranked_settings, usable
+from dlhw.report.runfiles import (AXES, RunFiles, axis_label, better, chosen_rows, extra_axes, finite, fmt_value,
+                                  metric_label, ranked_settings, usable)
 
 
-def _grid_table(run: RunFiles) -> tuple[dict[str, list], dict]:
-    """Sorted values of each axis, and {(bs, lr, epochs, alpha): row} of grid.csv."""
-    values = {a: sorted({float(r[a]) for r in run.grid}) for a in AXES}
-    table = {tuple(float(r[a]) for a in AXES): r for r in run.grid}
+def _grid_table(rows: list[dict]) -> tuple[dict[str, list], dict]:
+    """Sorted values of each short axis, and {(bs, lr, epochs, alpha): row} of `rows` (grid.csv rows
+    with one value of each extra axis)."""
+    values = {a: sorted({float(r[a]) for r in rows}) for a in AXES}
+    table = {tuple(float(r[a]) for a in AXES): r for r in rows}
     return values, table
+
+
+def _others(run: RunFiles) -> str:
+    """'hidden 512-256, activation relu': the chosen values of the extra axes ('' without any)."""
+    best = run.best or {}
+    return ", ".join(f"{k.split('.', 1)[1]} {axis_label(best[k])}" for k in extra_axes(run) if k in best)
 
 
 def _index(values: list[float], v) -> int | None:
@@ -37,7 +45,7 @@ def grid_heatmaps(run: RunFiles, path: Path) -> Path | None:
         return None
     metric = run.select_by
     pick = better(metric)
-    values, table = _grid_table(run)
+    values, table = _grid_table(chosen_rows(run))  # other axes: at the chosen setting's values
     bss, lrs, eps, als = (values[a] for a in AXES)
     nb, nl, na = len(bss), len(lrs), len(als)
     val = np.full((nb, nl, na), np.nan)
@@ -106,6 +114,8 @@ def grid_heatmaps(run: RunFiles, path: Path) -> Path | None:
             cb.set_ticks(nice_ticks(norm.vmin, norm.vmax), labels=[f"{t:g}" for t in nice_ticks(norm.vmin, norm.vmax)])
             cb.minorticks_off()
         head = f"Grid: {metric_label(metric)} by learning rate × α, per batch size"
+        if _others(run):
+            head += f"\nat the chosen {_others(run)}"
         if all(c is not None for c in chosen):
             items = [f"batch size {int(bss[chosen[0]])}", f"lr {fmt_value(lrs[chosen[1]])}",
                      f"α {fmt_value(als[chosen[3]])}", f"{int(eps[chosen[2]])} epochs",
@@ -144,19 +154,26 @@ def _heat_cell(ax, i: int, j: int, v: float, ep: int, div: int, cmap, norm) -> N
             color="white" if dark else "black")
 
 
+def _curve_key(r: dict, extra: list[str]) -> tuple:
+    """(extra axes' values as text..., bs, lr, alpha): one stack's curve."""
+    return (*(axis_label(r[k]) for k in extra), float(r["batch_size"]), float(r["learning_rate"]), float(r["alpha"]))
+
+
 def _stack_curves(run: RunFiles, metric: str) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
-    """{(bs, lr, alpha): (epochs, values)} from grid_epochs.csv, else from grid.csv's epoch counts."""
+    """{_curve_key: (epochs, values)} from grid_epochs.csv, else from grid.csv's epoch counts."""
     rows = run.grid_epochs or run.grid or []
+    extra = extra_axes(run)
     out: dict[tuple, list] = {}
     for r in rows:
         if finite(r.get(metric)) and not (r.get("diverged") is True):
-            key = (float(r["batch_size"]), float(r["learning_rate"]), float(r["alpha"]))
-            out.setdefault(key, []).append((float(r.get("epoch", r.get("epochs"))), r[metric]))
+            out.setdefault(_curve_key(r, extra), []).append((float(r.get("epoch", r.get("epochs"))), r[metric]))
     return {k: tuple(np.array(sorted(v)).T) for k, v in out.items()}
 
 
-def _setting_label(bs, lr, a, ep=None) -> str:
-    s = f"bs {int(bs)}, lr {fmt_value(lr)}, α {fmt_value(a)}"
+def _setting_label(key: tuple, extra: list[str], ep=None) -> str:
+    *others, bs, lr, a = key
+    s = "".join(f"{k.split('.', 1)[1]} {v}, " for k, v in zip(extra, others))
+    s += f"bs {int(bs)}, lr {fmt_value(lr)}, α {fmt_value(a)}"
     return s + (f", {int(ep)} ep" if ep is not None else "")
 
 
@@ -167,9 +184,10 @@ def grid_epochs(run: RunFiles, path: Path, n: int = 10) -> Path | None:
         return None
     metric = run.select_by
     curves = _stack_curves(run, metric)
+    extra = extra_axes(run)
     top: list[tuple[tuple, dict]] = []
     for r in ranked:  # best epoch count of each stack, stacks in order of their best
-        key = (float(r["batch_size"]), float(r["learning_rate"]), float(r["alpha"]))
+        key = _curve_key(r, extra)
         if key in curves and all(key != k for k, _ in top):
             top.append((key, r))
         if len(top) == n:
@@ -183,10 +201,10 @@ def grid_epochs(run: RunFiles, path: Path, n: int = 10) -> Path | None:
         shown = []
         for rank, (key, r) in enumerate(top):
             x, y = curves[key]
-            is_chosen = _same_setting(best, key)
+            is_chosen = _same_setting(best, key, extra)
             ax.plot(x, y * scale, color=cmap(rank % 10), lw=2.6 if is_chosen else 1.3,
                     zorder=4 if is_chosen else 2, marker="o" if len(x) <= 12 else None, markersize=3,
-                    label=f"{rank + 1}. {_setting_label(*key, r['epochs'])}" + ("  ★ chosen" if is_chosen else ""))
+                    label=f"{rank + 1}. {_setting_label(key, extra, r['epochs'])}" + ("  ★ chosen" if is_chosen else ""))
             ax.plot([r["epochs"]], [r[metric] * scale], marker="*" if is_chosen else "o",
                     markersize=16 if is_chosen else 6, color="red" if is_chosen else cmap(rank % 10),
                     mec="black", mew=0.8, zorder=6 if is_chosen else 5)
@@ -203,15 +221,18 @@ def grid_epochs(run: RunFiles, path: Path, n: int = 10) -> Path | None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric_label(metric) + (" (%)" if scale != 1 else ""))
         ax.set_title(f"Grid: {metric_label(metric)} vs epochs, the {len(top)} best settings")
+        long = max(len(_setting_label(key, extra, r["epochs"])) for key, r in top) > 48
         ax.legend(title="rank. setting (●: its best epoch count, ★: chosen)", loc="upper center",
-                  bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize=7.5, title_fontsize=8)
+                  bbox_to_anchor=(0.5, -0.14), ncols=1 if long else 2, fontsize=7.5, title_fontsize=8)
     return path
 
 
-def _same_setting(best: dict, key: tuple) -> bool:
+def _same_setting(best: dict, key: tuple, extra: list[str]) -> bool:
+    *others, bs, lr, a = key
     try:
-        return all(math.isclose(float(best[a]), k, rel_tol=1e-9, abs_tol=1e-15)
-                   for a, k in zip(("batch_size", "learning_rate", "alpha"), key))
+        return all(axis_label(best[k]) == v for k, v in zip(extra, others)) and all(
+            math.isclose(float(best[n]), k, rel_tol=1e-9, abs_tol=1e-15)
+            for n, k in zip(("batch_size", "learning_rate", "alpha"), (bs, lr, a)))
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -222,8 +243,9 @@ def grid_marginals(run: RunFiles, path: Path) -> Path | None:
         return None
     metric = run.select_by
     pick = better(metric)
-    values, _ = _grid_table(run)
-    axes_used = [a for a in AXES if len(values[a]) > 1] or list(AXES)
+    values: dict[str, list] = {a: list(dict.fromkeys(axis_label(r[a]) for r in run.grid)) for a in extra_axes(run)}
+    values |= _grid_table(run.grid)[0]
+    axes_used = [a for a in values if len(values[a]) > 1] or list(AXES)
     best = run.best or {}
     scale = 100.0 if metric.endswith("accuracy") else 1.0
     allv, any_div = [], False
@@ -232,8 +254,10 @@ def grid_marginals(run: RunFiles, path: Path) -> Path | None:
         for ax, a in zip(axes[0], axes_used):
             xs = values[a]
             bests, divs, totals = [], [], []
+            short = a in AXES
             for v in xs:
-                rows = [r for r in run.grid if math.isclose(float(r[a]), v, rel_tol=1e-9, abs_tol=1e-15)]
+                rows = [r for r in run.grid if (math.isclose(float(r[a]), v, rel_tol=1e-9, abs_tol=1e-15)
+                                                if short else axis_label(r[a]) == v)]
                 ok = [r[metric] * scale for r in rows if usable(r, metric)]
                 bests.append(pick(ok) if ok else np.nan)
                 divs.append(sum(1 for r in rows if r.get("diverged")))
@@ -241,7 +265,7 @@ def grid_marginals(run: RunFiles, path: Path) -> Path | None:
             pos = np.arange(len(xs))
             ax.plot(pos, bests, color=COLORS["val"], marker="o", markersize=4.5, lw=1.8, label="best")
             allv += [x for x in bests if np.isfinite(x)]
-            c = _index(xs, best.get(a))
+            c = _index(xs, best.get(a)) if short else (xs.index(axis_label(best[a])) if a in best else None)
             if c is not None and np.isfinite(bests[c]):
                 ax.plot([c], [bests[c]], marker="*", markersize=15, color="red", mec="black", mew=0.6,
                         zorder=5, label="chosen", ls="none")
@@ -251,11 +275,12 @@ def grid_marginals(run: RunFiles, path: Path) -> Path | None:
                     ax.annotate(f"{d / t:.0%}\ndiv.", (p, 1), xycoords=("data", "axes fraction"),
                                 xytext=(0, -2), textcoords="offset points", ha="center", va="top",
                                 fontsize=6.5, color="red", linespacing=0.9)
-            ax.set_xticks(pos, [fmt_value(x) if a != "batch_size" else str(int(x)) for x in xs],
-                          rotation=45 if len(xs) > 4 else 0, ha="right" if len(xs) > 4 else "center",
+            tilt = len(xs) > 4 or (not short and sum(len(x) for x in xs) > 18)  # long labels would collide
+            ax.set_xticks(pos, [x if not short else fmt_value(x) if a != "batch_size" else str(int(x)) for x in xs],
+                          rotation=45 if tilt else 0, ha="right" if tilt else "center",
                           rotation_mode="anchor", fontsize=8)
             ax.set_xlim(-0.5, len(xs) - 0.5)
-            ax.set_xlabel(AXIS_LABEL[a])
+            ax.set_xlabel(AXIS_LABEL[a] if short else a.split(".", 1)[1].replace("_", " "))
         axes[0][0].set_ylabel(metric_label(metric) + (" (%)" if scale != 1 else ""))
         if allv:  # headroom at the top for the divergence labels
             lo, hi = min(allv), max(allv)

@@ -141,6 +141,25 @@ def better(metric: str) -> Callable:
     return max if metric.endswith("accuracy") else min
 
 
+def extra_axes(run: RunFiles) -> list[str]:
+    """The grid's axes over other config keys (`model.hidden`, ...): grid.csv's columns before batch_size."""
+    cols = list(run.grid[0]) if run.grid else []
+    return cols[:cols.index("batch_size")] if "batch_size" in cols else []
+
+
+def axis_label(value) -> str:
+    """An extra axis's value as text, the same for best.json ([512, 256]) and grid.csv (512-256)."""
+    return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def chosen_rows(run: RunFiles) -> list[dict]:
+    """grid.csv rows with the chosen setting's values of the extra axes (all rows when there are none)."""
+    extra, best = extra_axes(run), run.best or {}
+    if not extra or not all(k in best for k in extra):
+        return list(run.grid or [])
+    return [r for r in run.grid if all(axis_label(r[k]) == axis_label(best[k]) for k in extra)]
+
+
 def ranked_settings(run: RunFiles) -> list[dict]:
     """grid.csv rows that did not diverge, best first by the run's selection metric."""
     return rank(run.grid or [], run.select_by)

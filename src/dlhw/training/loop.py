@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -42,11 +42,15 @@ class History:
 
 def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, *,
         epochs: int | None = None, max_steps: int | None = None,
-        on_step: Callable[[int], None] | None = None) -> History:
+        on_step: Callable[[int], None] | None = None,
+        eval_at: Collection[int] | None = None, train_at: Collection[int] | None = None) -> History:
     """Train `model` in place on `train` with the settings of `cfg` (a TrainConfig).
 
     evals: extra splits evaluated at every evaluation point (e.g. val, test);
     the training split itself is evaluated at epoch ends as `train_*`.
+    eval_at / train_at: the epochs at whose end `evals` / the training split are evaluated (default:
+    every epoch); a grid reads only some epochs, and evaluating costs as much as a third of training.
+    Training itself does not depend on them.
     max_steps: stop after this many SGD steps (the last epoch may be partial).
     A non-finite mini-batch loss stops training and marks the run diverged.
     """
@@ -88,8 +92,11 @@ def fit(model: Model, train: Split, cfg, evals: dict[str, Split] | None = None, 
                     with _reported(model, avg):
                         hist.rows.append(_evaluate_point(model, None, evals, epoch - 1 + seen / n, it))
             last = epoch == epochs or (max_steps is not None and it >= max_steps)
-            with _reported(model, avg, keep=last):
-                hist.rows.append(_evaluate_point(model, train, evals, epoch, it))
+            on_evals, on_train = eval_at is None or epoch in eval_at, train_at is None or epoch in train_at
+            with _reported(model, avg, keep=last):  # at the end the model keeps the reported weights
+                if on_evals or on_train:
+                    hist.rows.append(_evaluate_point(model, train if on_train else None,
+                                                     evals if on_evals else {}, epoch, it))
             hist.epochs_run, hist.iterations = epoch, it
             if last:
                 break
