@@ -188,3 +188,19 @@ def test_the_estimate_times_each_network_of_the_grid_here():
     retrain = estimate.retrain_job(cfg)
     assert retrain.cfg.model.hidden == (256, 128) and retrain.batch_size == 64
     assert "4 model(s) timed" in estimate.describe(cal)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-4), ("float64", 1e-9)])
+def test_stacked_softmax_rows_over_a_data_axis_equal_dlhw_train(fashion_dir, tmp_path, dtype, tol):
+    raw = {"name": "pre", "data": {"classes": [0, 1, 2], "dir": str(fashion_dir)},
+           "train": {"batch_size": 128, "epochs": 2, "seed": 1, "dtype": dtype},
+           "grid": {"data.preprocess": ["scale", "standardize"], "learning_rate": [0.1, 0.01],
+                    "alpha": [0.0, 1e-3], "epochs": [1, 2]}}
+    g = dlhw.grid(raw, out=tmp_path / "g", jobs=1, progress=False, plots=False)
+    assert len(g.rows) == 16
+    for row in (g.rows[3], g.rows[12]):  # one of each preprocessing, trained in a stack of 4
+        alone = dlhw.train({k: v for k, v in raw.items() if k != "grid"}, out=tmp_path / "t", progress=False,
+                           plots=False, **{"data.preprocess": row["data.preprocess"], "train.epochs": row["epochs"],
+                                           "train.learning_rate": row["learning_rate"], "train.alpha": row["alpha"]})
+        for k in ("val_ce", "val_accuracy", "train_ce"):
+            assert row[k] == pytest.approx(alone.metrics[k], abs=tol), (row, k)
