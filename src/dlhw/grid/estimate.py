@@ -192,8 +192,9 @@ def calibrate(cfg: Config, jobs: list[GridJob], workers: int) -> Calibration | N
 def job_seconds(job: GridJob, cal: Calibration | None) -> float:
     """A job's cost on one core: calibrated steps, evaluations and averaging passes for a stack; steps
     and the evaluations after the grid's epochs for single models."""
-    if cal is not None and not job.stacked and single_key(job.cfg, job.batch_size) in cal.single:
-        step_s, eval_s = cal.single[single_key(job.cfg, job.batch_size)]
+    single = cal.single.get(single_key(job.cfg, job.batch_size)) if cal is not None and not job.stacked else None
+    if single:
+        step_s, eval_s = single
         n_train, n_val, _ = split_sizes(job.cfg)
         evals = len(job.grid_epochs) * (n_val + n_train) / EVAL_CHUNK * eval_s
         return job.n_settings * (job.epochs * batches_per_epoch(n_train, job.batch_size) * step_s + evals)

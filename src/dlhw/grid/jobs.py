@@ -328,5 +328,6 @@ def settings(cfg: Config) -> list[dict]:
 
 
 def axis_text(value: Any) -> Any:
-    """An axis value as grid.csv and tables show it: layer widths as `512-256`, the rest as it is."""
-    return "-".join(map(str, value)) if isinstance(value, tuple) else value
+    """An axis value as grid.csv and tables show it: layer widths (a tuple, or best.json's list) as
+    `512-256`, the rest as it is."""
+    return "-".join(map(str, value)) if isinstance(value, (tuple, list)) else value

@@ -313,8 +313,7 @@ def summary(res: GridResult, cfg: Config) -> list[str]:
            if not res.jobs_loaded else
            f"in this session ({res.jobs_run} jobs run, {res.jobs_loaded} resumed)")
         + f", retrain {m['seconds']:.1f} s, {_hms(res.seconds)} in all",
-        f"best ({by}): " + "".join(f"{k}={axis_text(tuple(b[k]) if isinstance(b[k], list) else b[k])} "
-                                   for k in g.axis_keys)
+        f"best ({by}): " + "".join(f"{k}={axis_text(b[k])} " for k in g.axis_keys)
         + f"batch_size={b['batch_size']} learning_rate={b['learning_rate']:g} epochs={b['epochs']} alpha={b['alpha']:g}",
         f"  validation CE {b['val_ce']:.4f}, validation accuracy {b['val_accuracy']:.2%}",
         f"retrained on {g.retrain_on} ({m['epochs_run']} epoch{'' if m['epochs_run'] == 1 else 's'}, "

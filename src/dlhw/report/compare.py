@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from dlhw.store import files as results
 from dlhw.errors import RunError
 from dlhw.report.figkit import FORMATS, figure, plt
-from dlhw.report.runfiles import RunFiles, axis_label, column, extra_axes, finite, read_run
+from dlhw.report.runfiles import RunFiles, chosen_rows, column, extra_axes, finite, read_run
 from dlhw.report.texttable import render
 
 METRICS = ("val_ce", "val_accuracy", "test_ce", "test_accuracy", "epochs_run", "seconds")
@@ -163,10 +163,8 @@ def validation_curves(run: RunFiles) -> dict[str, tuple[np.ndarray, np.ndarray]]
             out[m] = (x, y)
     if not out and run.best and run.grid_epochs:
         key = tuple(float(run.best[k]) for k in ("batch_size", "learning_rate", "alpha"))
-        extra = [k for k in extra_axes(run) if k in run.best]
-        rows = [r for r in run.grid_epochs
-                if np.allclose([float(r[k]) for k in ("batch_size", "learning_rate", "alpha")], key, rtol=1e-9)
-                and all(axis_label(r[k]) == axis_label(run.best[k]) for k in extra)]
+        rows = [r for r in chosen_rows(run, run.grid_epochs)
+                if np.allclose([float(r[k]) for k in ("batch_size", "learning_rate", "alpha")], key, rtol=1e-9)]
         for m in ("ce", "accuracy"):
             x, y = column(rows, "epoch", f"val_{m}")
             if y.size:

@@ -114,8 +114,9 @@ def grid_heatmaps(run: RunFiles, path: Path) -> Path | None:
             cb.set_ticks(nice_ticks(norm.vmin, norm.vmax), labels=[f"{t:g}" for t in nice_ticks(norm.vmin, norm.vmax)])
             cb.minorticks_off()
         head = f"Grid: {metric_label(metric)} by learning rate × α, per batch size"
-        if _others(run):
-            head += f"\nat the chosen {_others(run)}"
+        others = _others(run)
+        if others:
+            head += f"\nat the chosen {others}"
         if all(c is not None for c in chosen):
             items = [f"batch size {int(bss[chosen[0]])}", f"lr {fmt_value(lrs[chosen[1]])}",
                      f"α {fmt_value(als[chosen[3]])}", f"{int(eps[chosen[2]])} epochs",

@@ -14,6 +14,7 @@ import yaml
 
 from dlhw.store import files as results
 from dlhw.errors import RunError
+from dlhw.grid.jobs import axis_text
 from dlhw.grid.select import rank
 
 SPLITS = ("train", "val", "test")
@@ -149,15 +150,17 @@ def extra_axes(run: RunFiles) -> list[str]:
 
 def axis_label(value) -> str:
     """An extra axis's value as text, the same for best.json ([512, 256]) and grid.csv (512-256)."""
-    return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return str(axis_text(value))
 
 
-def chosen_rows(run: RunFiles) -> list[dict]:
-    """grid.csv rows with the chosen setting's values of the extra axes (all rows when there are none)."""
+def chosen_rows(run: RunFiles, rows: list[dict] | None = None) -> list[dict]:
+    """`rows` (default grid.csv's) with the chosen setting's values of the extra axes (all of them when
+    there are none)."""
+    rows = list(run.grid or []) if rows is None else rows
     extra, best = extra_axes(run), run.best or {}
     if not extra or not all(k in best for k in extra):
-        return list(run.grid or [])
-    return [r for r in run.grid if all(axis_label(r[k]) == axis_label(best[k]) for k in extra)]
+        return rows
+    return [r for r in rows if all(axis_label(r[k]) == axis_label(best[k]) for k in extra)]
 
 
 def ranked_settings(run: RunFiles) -> list[dict]:
