@@ -136,8 +136,10 @@ def same_files(a: Path, b: Path) -> None:
 
 
 def test_scheduler_and_two_workers_give_the_local_runs_files(cluster, local_run, tmp_path):
-    cluster.add_worker()
-    cluster.add_worker()
+    from dlhw.grid.cluster import quiet_env
+
+    cluster.add_worker(env=quiet_env())  # as the README starts workers
+    cluster.add_worker()  # with Dask's default monitors
     cluster.wait_workers(2)
     out = tmp_path / "dask"
     r = dlhw(*grid_args(out, "--scheduler", cluster.address))
@@ -150,10 +152,14 @@ def test_scheduler_and_two_workers_give_the_local_runs_files(cluster, local_run,
     ex = json.loads((out / "manifest.json").read_text())["grid"]["executor"]
     assert ex["kind"] == "dask" and ex["scheduler"] == cluster.address and ex["workers"] == 2
     assert ex["worker_envs"] and "numpy" in ex["worker_envs"][0] and "blas" in ex["worker_envs"][0]
+    assert ex["workers_quiet"] == 1  # the README's variables reach Dask's config; w1 is told how to match
+    assert "note: 1 of 2 Dask workers run Dask's default monitors" in log
+    assert "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=1s" in log
 
     # --dry-run sees the workers; a rerun resumes everything from jobs/ and trains nothing new
     r = dlhw(*grid_args(out, "--scheduler", cluster.address, "--dry-run"))
     assert r.returncode == 0 and f"with 2 worker(s) at {cluster.address}" in r.stdout and "(4 already saved)" in r.stdout
+    assert "Note: 1 of 2 Dask workers run Dask's default monitors" in r.stdout
     r = dlhw(*grid_args(out, "--scheduler", cluster.address))
     starts = [ln for ln in (out / "grid.log").read_text().splitlines() if " jobs, " in ln and " loaded from " in ln]
     assert r.returncode == 0 and len(starts) == 2 and "4 jobs, 4 loaded" in starts[-1] and "0 to run" in starts[-1]
@@ -233,7 +239,9 @@ def test_local_cluster_listens_on_loopback_and_matches_the_pool(local_run, tmp_p
     r = dlhw(*grid_args(out, "--scheduler", "local", "--jobs", "2"))
     assert r.returncode == 0, r.stderr
     same_files(local_run, out)
-    assert "(dask at tcp://127.0.0.1:" in (out / "grid.log").read_text()
+    log = (out / "grid.log").read_text()
+    assert "(dask at tcp://127.0.0.1:" in log and "note:" not in log
+    assert json.loads((out / "manifest.json").read_text())["grid"]["executor"]["workers_quiet"] == 2
 
 
 def _self_signed(tmp: Path) -> dict:

@@ -39,7 +39,22 @@ CONNECT_TIMEOUT_S = 10  # reaching the scheduler (an unreachable address fails w
 WORKERS_TIMEOUT_S = 30  # waiting for the first worker of a cluster that has none yet
 WORKERLESS_S = 20  # a run stops after this long with no worker in the cluster
 POLL_S = 0.2
-WORKER_PROFILE = "distributed.worker.profile.enabled"
+# Dask's own background work, made lighter for grid workers. With Dask's defaults an idle scheduler,
+# worker or nanny process wakes up ~70 times a second (event-loop tick every 20 ms, memory monitor
+# every 100 ms, system monitor every 500 ms) and the profiler samples the job's thread every 10 ms:
+# a scheduler and two workers took 11.6% of a core doing nothing, 1.5% with these, and that CPU comes
+# out of the jobs when workers use every core. Diagnostics only: results do not depend on them.
+QUIET = {
+    "distributed.worker.profile.enabled": False,  # statistical profiler of task threads
+    "distributed.admin.tick.interval": "1s",  # event-loop responsiveness check (20 ms)
+    "distributed.admin.system-monitor.interval": "5s",  # CPU/memory/network samples for the dashboard (500 ms)
+    "distributed.worker.memory.monitor-interval": "1s",  # worker and nanny memory checks (100 ms)
+}
+
+
+def quiet_env() -> dict[str, str]:
+    """QUIET as the environment variables `dask scheduler` / `dask worker` read (README)."""
+    return {"DASK_" + k.upper().replace(".", "__").replace("-", "_"): str(v) for k, v in QUIET.items()}
 
 
 def _need_dask():
@@ -65,6 +80,7 @@ class DaskExecutor:
         self.allow_mixed, self.data_dir = allow_mixed, data_dir
         self.client = self.cluster = None
         self._envs: dict[str, dict] = {}  # worker address -> numeric environment, of the workers seen
+        self._quiet: dict[str, bool] = {}  # worker address -> runs with QUIET's settings
         self._blobs: dict[str, bytes] | None = None
 
     # ---------------------------------------------------------------- connecting
@@ -75,9 +91,8 @@ class DaskExecutor:
         if self.address == "local":
             import dask
 
-            # workers need dlhw only, not the caller's script; no statistical profiler sampling the job's
-            # thread every 10 ms (nobody reads it here, and it costs a few % of a busy core)
-            with main_not_rerun(), dask.config.set({WORKER_PROFILE: False}):
+            # workers need dlhw only, not the caller's script; Dask's monitors turned down (QUIET)
+            with main_not_rerun(), dask.config.set(QUIET):
                 self.cluster = distributed.LocalCluster(
                     n_workers=self.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, silence_logs=logging.ERROR)
@@ -122,6 +137,7 @@ class DaskExecutor:
         mine = {"code": code_fingerprint(), "env": numeric_env()}
         for addr, theirs in self.client.run(_worker_facts).items():
             self._envs[addr] = theirs["env"]
+            self._quiet[addr] = theirs.get("quiet", False)
             if theirs["code"] != mine["code"]:
                 raise RunError(f"Dask worker {addr} runs other dlhw code (fingerprint {theirs['code']}, here "
                                f"{mine['code']}); install the same dlhw version on every worker.")
@@ -133,7 +149,16 @@ class DaskExecutor:
         envs = [json.loads(e) for e in sorted({json.dumps(v, sort_keys=True) for v in self._envs.values()})]
         return {"kind": self.kind, "scheduler": self.where_address,
                 "workers": len(self._envs), "threads_per_worker": JOB_THREADS, "worker_envs": envs,
-                "allow_mixed": self.allow_mixed}
+                "workers_quiet": sum(self._quiet.values()), "allow_mixed": self.allow_mixed}
+
+    @property
+    def note(self) -> str:
+        """A hint when workers run Dask's default monitors (they cost the jobs a few % of each core)."""
+        loud = len(self._quiet) - sum(self._quiet.values())
+        if not loud:
+            return ""
+        return (f"{loud} of {len(self._quiet)} Dask workers run Dask's default monitors, which take a few % of "
+                f"each core from the jobs; start workers with " + " ".join(f"{k}={v}" for k, v in quiet_env().items()))
 
     # ---------------------------------------------------------------- running
 
@@ -278,9 +303,12 @@ def _drain(events, progress: Progress) -> None:
 
 
 def _worker_facts() -> dict:
+    import dask
+
     from dlhw.store.provenance import code_fingerprint, numeric_env
 
-    return {"code": code_fingerprint(), "env": numeric_env()}
+    return {"code": code_fingerprint(), "env": numeric_env(),
+            "quiet": all(str(dask.config.get(k, None)) == str(v) for k, v in QUIET.items())}
 
 
 def _has_data(name: str) -> bool:

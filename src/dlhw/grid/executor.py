@@ -52,6 +52,7 @@ Progress = Callable[[int, float], None]
 class Executor(Protocol):
     kind: str  # "local" or "dask": recorded in manifest.json
     where: str  # for grid.log and --dry-run: "" or " at tcp://HOST:PORT"
+    note: str  # for grid.log and --dry-run: "" or a hint about the workers, read after entering
 
     @property
     def workers(self) -> int:
@@ -77,6 +78,7 @@ class LocalExecutor:
 
     kind = "local"
     where = ""
+    note = ""
 
     def __init__(self, workers: int | None = None):
         self._workers = workers or default_jobs()

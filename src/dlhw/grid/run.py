@@ -78,7 +78,7 @@ def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None, executor: Exe
     executor = executor or LocalExecutor(n_jobs)
     with executor:
         workers = executor.workers
-        where = executor.where
+        where, note = executor.where, executor.note
     jobs = make_jobs(cfg, data_dir, workers=workers, saved=cfg.run_dir / "jobs")
     folder = cfg.run_dir / "jobs"
     saved = sum(1 for j in jobs if (folder / f"{j.key}.npz").is_file())
@@ -92,7 +92,7 @@ def dry_run(cfg: Config, n_jobs: int | None = None, data_dir=None, executor: Exe
             f"x {len(g.epochs)} epoch counts x {len(g.alpha)} alphas) x {len(g.seeds)} seed(s) "
             f"in {len(jobs)} jobs ({saved} already saved); "
             f"estimated {_hms(seconds)} with {workers} worker(s){where} ({estimate.describe(cal)}). "
-            f"Nothing was trained.")
+            f"Nothing was trained." + (f" Note: {note}." if note else ""))
 
 
 def run_grid(cfg: Config, *, data_dir=None, n_jobs: int | None = None, fresh: bool = False,
@@ -126,6 +126,8 @@ def _run_locked(cfg, run_dir, data_dir, executor: Executor, fresh, progress, arg
         missing = [j for j in jobs if j.key not in outputs]
         log(f"grid {cfg.name}: {cfg.grid.size} settings, {len(jobs)} jobs, {len(outputs)} loaded from {folder}, "
             f"{len(missing)} to run with {workers} worker(s) ({executor.kind}{executor.where})")
+        if executor.note:
+            log(f"note: {executor.note}")
         estimated = _search(cfg, jobs, missing, outputs, folder, executor, progress, log, run_dir)
         ran_on = executor.describe()
     grid_seconds = time.perf_counter() - t0
