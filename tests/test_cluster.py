@@ -374,3 +374,13 @@ def test_workers_with_other_numerics_are_refused_unless_allowed():
     ex.client = FakeClient({"tcp://c:1": {"code": "0" * 16, "env": env}})
     with pytest.raises(RunError, match="runs other dlhw code"):
         ex._check_workers()
+
+
+def test_the_readme_starts_workers_with_dlhws_quiet_settings():
+    """The variables the README exports are the ones `--scheduler local` sets and grid.log asks for."""
+    from dlhw.grid.cluster import QUIET, quiet_env
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(quiet_env()) == len(QUIET)
+    for name, value in quiet_env().items():
+        assert f"{name}={value}" in readme, name

@@ -81,7 +81,7 @@ def test_grid_rows_do_not_depend_on_the_cut():
 class BadExecutor:
     """Returns, for every job, what a worker running some other code might send back."""
 
-    kind, where, workers = "fake", "", 1
+    kind, where, note, workers = "fake", "", "", 1
 
     def __init__(self, mangle):
         self.mangle = mangle
