@@ -39,25 +39,38 @@ def profile(B: int, S: int = 64, K: int = 10, D: int = 784, n: int = 48000) -> d
     y = rng.integers(0, K, n)
     N = (K - 1) * S
     V = rng.normal(scale=1e-3, size=(D, N)).astype(np.float32)
-    c, b = np.ones(S), np.zeros((K, S), np.float32)
-    Zl, P = np.empty((B, N), np.float32), np.empty((B, K, S), np.float32)
-    zy, ssum, ce = np.empty((B, S), np.float32), np.empty((B, S), np.float32), np.empty(S, np.float32)
-    alive, lr, decay = np.ones(S, bool), np.full(S, 0.01), np.full(S, 1 - 1e-6)
+    c, c_next, b = np.ones(S), np.ones(S), np.zeros((K, S), np.float32)
+    R = kernels.ROWS
+    Zl, P = np.empty((B, N), np.float32), np.empty((R, K, S), np.float32)
+    zy, ce, db = np.empty((R, S), np.float32), np.empty(S, np.float32), np.zeros((K, S), np.float32)
+    alive, hard, lr, decay = np.ones(S, bool), np.zeros(S, bool), np.full(S, 0.01), np.full(S, 1 - 1e-6)
+    coef = np.full(S, 1e-3, np.float32)
     A = np.zeros_like(V)
     gemm = kernels.gemm_for(np.float32)
     idx = np.sort(rng.choice(n, B, replace=False))
     xb, yb = X[idx], y[idx]
     reps = max(20, 20000 // B)
+
+    def blocks(f):
+        """f(rows j..j+r) over the step's blocks of ROWS rows, as train_stack runs them."""
+        def run():
+            for j in range(0, B, R):
+                f(j, min(R, B - j))
+        return run
+
+    kernels.forward(xb, V, Zl)
+    np.seterr(over="ignore")  # exp repeated in place on the same block overflows; only its time counts
     t = {
         "gather X[idx], y[idx]": timed(lambda: (X[idx], y[idx]), reps),
         "product 1: x V": timed(lambda: kernels.forward(xb, V, Zl), reps),
-        "shifted logits (compiled)": timed(lambda: kernels.shifted_logits(Zl, c, b, yb, P, zy), reps),
-        "exp (NumPy)": timed(lambda: np.exp(P, out=P), reps),
-        "sums, CE, divergence check (compiled)": timed(lambda: kernels.ce_sums(P, zy, alive, ssum, ce), reps),
-        "decay, step sizes (S values)": timed(lambda: ((c * decay), (lr / (c * B)).astype(np.float32),
-                                                       c.astype(np.float32), np.abs(c).min()), reps),
-        "gradient, bias step (compiled)": timed(lambda: kernels.gradient(P, ssum, yb, lr.astype(np.float32),
-                                                                         c.astype(np.float32), b, Zl), reps),
+        "step sizes (compiled, S values)": timed(lambda: kernels.begin_step(c, decay, hard, lr, B, c_next, coef, ce, db),
+                                                 reps),
+        "shifted logits (compiled, blocks)": timed(blocks(lambda j, r: kernels.shifted_logits(
+            Zl[j:j + r], c, b, yb[j:j + r], P[:r], zy[:r])), reps),
+        "exp (NumPy, blocks)": timed(blocks(lambda j, r: np.exp(P[:r], out=P[:r])), reps),
+        "CE + gradient (compiled, blocks)": timed(blocks(lambda j, r: kernels.ce_gradient(
+            P[:r], zy[:r], yb[j:j + r], coef, ce, Zl[j:j + r], db)), reps),
+        "divergence check, bias step (compiled)": timed(lambda: kernels.end_step(alive, ce, b, db, c, 1e-3, 1e3), reps),
         "product 2 + update: V -= x^T G": timed(lambda: kernels.update(gemm, xb, Zl, V), reps),
         "averaging pass (recorded epochs only)": timed(lambda: kernels.add_true_weights(V, np.tile(c.astype(np.float32), K - 1), A),
                                                       reps),

@@ -59,6 +59,32 @@ def test_surviving_settings_through_the_rescale_branch_equal_lone_runs(average):
             assert r.val_accuracy[e, s] == row["val_accuracy"]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_steps_blocks_of_rows_do_not_change_a_single_bit(monkeypatch, dtype):
+    """The elementwise passes run on blocks of kernels.ROWS rows (steps and evaluation); every sum
+    still runs in row order, so any block size gives the same bits - with a setting that diverges,
+    one that rescales and one with lr * alpha == 1 in the stack."""
+    from dlhw.training import kernels
+
+    X, y = blobs(n=600, dtype=dtype)
+    val = blobs(n=150, seed=1, dtype=dtype)
+    lrs, alphas = [0.05, 1.0, 1.0, 1e36], [1e-3, 0.15, 1.0, 0.5]  # plain, rescaling, lr*alpha = 1, diverging
+
+    def run():
+        return train_stack(X, y, 4, lrs, alphas, 100, seed=0, epochs=3, val=val, train_ce_epochs=(1, 3),
+                           keep_weights=True, average=True, record_epochs=(1, 3))
+
+    runs = []
+    for rows in (kernels.ROWS, 7, 1, 100):
+        monkeypatch.setattr(kernels, "ROWS", rows)
+        runs.append(run())
+    assert list(runs[0].diverged_epoch[:3]) == [0, 0, 0] and runs[0].diverged_epoch[3] > 0
+    for r in runs[1:]:
+        for name in ("val_ce", "val_accuracy", "W", "b", "diverged_epoch"):
+            assert np.array_equal(getattr(r, name), getattr(runs[0], name), equal_nan=True), name
+        assert all(np.array_equal(r.train_ce[e], runs[0].train_ce[e], equal_nan=True) for e in (1, 3))
+
+
 # ------------------------------------------------------------------ one metric rule
 
 

@@ -2,15 +2,16 @@
 
 A stacked SGD step is two matrix products plus elementwise work over a (B, K, S) array: B rows,
 K classes, S settings. Written as NumPy expressions that work took ~25 calls and ~10 passes over the
-array per step - as much time as the products themselves at batch 16. Here it is three compiled
-loops whose inner loop runs over the S settings (contiguous, so it vectorises), plus NumPy's own
-`exp` between them (the same SIMD exp the single-model loop uses), and the weight update is folded
+array per step - as much time as the products themselves at batch 16. Here it is two compiled
+loops whose inner loop runs over the S settings (contiguous, so it vectorises) with NumPy's own
+`exp` between them (the same SIMD exp the single-model loop uses), run on blocks of `ROWS` rows so
+that a block stays in the core's cache through the three passes; the weight update is folded
 into the second product by gemm's `beta = 1` (`V <- V - X^T G` in one call, no pass over V; NumPy
 has no such call, so it comes from scipy's BLAS wrapper).
 
 The arithmetic is the NumPy version's, operation for operation and in the same order (no fused
 multiply-adds: numba's default does not contract), so only the products' rounding can differ.
-Layouts (all C-order): `Zl`, `G` (B, (K-1)*S), column k*S + s = class k of setting s; `P` (B, K, S);
+Layouts (all C-order): `Zl`, `G` (B, (K-1)*S), column k*S + s = class k of setting s; `P` (rows, K, S);
 `V` (D, (K-1)*S).
 """
 from __future__ import annotations
@@ -20,6 +21,12 @@ import numpy as np
 from scipy.linalg import blas
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy")
+
+# Rows per block of the elementwise passes (training steps and evaluation): a block's (ROWS, K, S)
+# array, 160 KiB at K = 10 and S = 64, stays in a core's L2 cache from the logits through exp to
+# the gradient. The blocks only split the passes (the products run on the whole mini-batch or
+# evaluation chunk) and every sum still runs in row order, so results do not depend on ROWS.
+ROWS = 64
 
 
 @nb.njit(**_JIT)
@@ -56,37 +63,23 @@ def shifted_logits(Zl, c, b, yb, P, zy):
 
 
 @nb.njit(**_JIT)
-def ce_sums(P, zy, alive, ssum, ce):
-    """ssum[i, s] = sum_k P[i, k, s] (P holds exponentials by now); ce[s] = sum_i log ssum - zy.
-    Returns whether an alive setting's mini-batch CE is not finite (it diverged)."""
+def ce_gradient(P, zy, yb, coef, ce, G, db):
+    """For a block of rows (P holds exponentials by now): ce[s] += sum_i log(sum_k P) - zy (the
+    mini-batch CE, checked for divergence by the caller); G = (P / sum_k P - Y) * coef for the K-1
+    stored classes (coef = lr / (c B) per setting: the step size folded in); db += the bias
+    gradient, summed in row order over the blocks (the caller applies it: `bias_step`)."""
     B, K, S = P.shape
-    for s in range(S):
-        ce[s] = 0
-    for i in range(B):
-        for s in range(S):
-            ssum[i, s] = P[i, 0, s]
-        for k in range(1, K):
-            for s in range(S):
-                ssum[i, s] += P[i, k, s]
-        for s in range(S):
-            ce[s] += np.log(ssum[i, s]) - zy[i, s]
-    bad = False
-    for s in range(S):
-        if alive[s] and not np.isfinite(ce[s]):
-            bad = True
-    return bad
-
-
-@nb.njit(**_JIT)
-def gradient(P, ssum, yb, coef, cf, b, G):
-    """G = (P / ssum - Y) * coef for the K-1 stored classes (coef = lr / (c B) per setting: the step
-    size folded in); b -= c * sum_i (P / ssum - Y) * coef, i.e. lr/B * sum (P - Y): the bias step."""
-    B, K, S = P.shape
-    db = np.zeros((K, S), dtype=P.dtype)
+    ssum = np.empty(S, dtype=P.dtype)
     sc = np.empty(S, dtype=P.dtype)
     for i in range(B):
         for s in range(S):
-            sc[s] = coef[s] / ssum[i, s]
+            ssum[s] = P[i, 0, s]
+        for k in range(1, K):
+            for s in range(S):
+                ssum[s] += P[i, k, s]
+        for s in range(S):
+            ce[s] += np.log(ssum[s]) - zy[i, s]
+            sc[s] = coef[s] / ssum[s]
         y = yb[i]
         for k in range(K - 1):
             for s in range(S):
@@ -102,9 +95,45 @@ def gradient(P, ssum, yb, coef, cf, b, G):
             if y == K - 1:
                 g -= coef[s]
             db[K - 1, s] += g
+
+
+@nb.njit(**_JIT)
+def begin_step(c, decay, hard, step_lr, B, c_next, coef, ce, db):
+    """The step's scalars per setting: c_next = c * decay (1 where lr * alpha == 1), coef = lr / (c_next B)
+    in the weights' dtype; zeroes the sums `ce_gradient` adds to."""
+    for s in range(c.shape[0]):
+        v = c[s] * decay[s]
+        if hard[s]:
+            v = 1.0
+        c_next[s] = v
+        coef[s] = step_lr[s] / (v * B)
+    ce[:] = 0
+    db[:] = 0
+
+
+@nb.njit(**_JIT)
+def bias_step(b, db, c):
+    """b -= c * db: the bias step, lr/B * sum (P - Y) (db carries the factor 1/c of coef)."""
+    K, S = b.shape
+    cf = c.astype(b.dtype)
     for k in range(K):
         for s in range(S):
             b[k, s] -= db[k, s] * cf[s]
+
+
+@nb.njit(**_JIT)
+def end_step(alive, ce, b, db, c, lo, hi):
+    """After the blocks: 2 if an alive setting's mini-batch CE is not finite (it diverged; nothing
+    done), else the bias step (`bias_step`) and 1 if a scale |c| left [lo, hi] (or is NaN), else 0."""
+    for s in range(ce.shape[0]):
+        if alive[s] and not np.isfinite(ce[s]):
+            return 2
+    bias_step(b, db, c)
+    for s in range(c.shape[0]):
+        a = abs(c[s])
+        if not (a >= lo and a <= hi):
+            return 1
+    return 0
 
 
 @nb.njit(**_JIT)

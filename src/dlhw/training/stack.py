@@ -61,17 +61,20 @@ def stack_metrics(X: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, b:
     K, S = b.shape
     n = X.shape[0]
     ce, correct = np.zeros(S), np.zeros(S, dtype=np.int64)
-    rows = min(EVAL_CHUNK, n)
-    Zl, P = np.empty((rows, (K - 1) * S), dtype=V.dtype), np.empty((rows, K, S), dtype=V.dtype)
-    zy = np.empty((rows, S), dtype=V.dtype)
+    R = kernels.ROWS
+    Zl = np.empty((min(EVAL_CHUNK, n), (K - 1) * S), dtype=V.dtype)
+    P, zy = np.empty((R, K, S), dtype=V.dtype), np.empty((R, S), dtype=V.dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for i in range(0, n, EVAL_CHUNK):
             Xc, yc = X[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
             m = len(yc)
             np.matmul(Xc, V, out=Zl[:m])
-            kernels.eval_logits(Zl[:m], c, b, yc, P[:m], zy[:m], correct)
-            np.exp(P[:m], out=P[:m])
-            kernels.eval_ce(P[:m], zy[:m], ce)
+            for j in range(0, m, R):  # the elementwise passes block by block, rows in order
+                r = min(R, m - j)
+                Pr = P[:r]
+                kernels.eval_logits(Zl[j:j + r], c, b, yc[j:j + r], Pr, zy[:r], correct)
+                np.exp(Pr, out=Pr)
+                kernels.eval_ce(Pr, zy[:r], ce)
     m = max(n, 1)
     return ce / m, correct / m
 
@@ -107,9 +110,10 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
     div_epoch = np.zeros(S, dtype=np.int64)
     gemm = kernels.gemm_for(dt)
     Zl = np.empty((batch_size, N), dtype=dt)  # x V, then the gradient G, in place
-    P = np.empty((batch_size, K, S), dtype=dt)
-    zy, ssum = np.empty((batch_size, S), dtype=dt), np.empty((batch_size, S), dtype=dt)
-    ce = np.empty(S, dtype=dt)
+    R = kernels.ROWS
+    P, zy = np.empty((R, K, S), dtype=dt), np.empty((R, S), dtype=dt)  # one block of rows
+    ce, db = np.empty(S, dtype=dt), np.empty((K, S), dtype=dt)
+    c_next, coef = np.empty(S), np.empty(S, dtype=dt)  # this step's scales and step sizes
     if average:
         avg = IterateMean({"V": V, "b": b})  # sums of the epoch's true weights and biases
         A = avg.sums["V"]
@@ -127,35 +131,40 @@ def train_stack(X: np.ndarray, y: np.ndarray, n_classes: int, learning_rates, al
             for idx in epoch_batches(n, batch_size, seed, epoch):
                 B = idx.shape[0]
                 xb, yb = X[idx], y[idx]
-                G, Pb = Zl[:B], P[:B]
+                G = Zl[:B]
                 kernels.forward(xb, V, G)
-                kernels.shifted_logits(G, c, b, yb, Pb, zy)
-                np.exp(Pb, out=Pb)
-                if kernels.ce_sums(Pb, zy, alive, ssum, ce):  # a setting diverged (rare)
+                kernels.begin_step(c, decay, hard, step_lr, B, c_next, coef, ce, db)  # the logits still use c
+                for j in range(0, B, R):  # logits, exp, CE and gradient block by block, rows in order
+                    r = min(R, B - j)
+                    Pr, zr, yr = P[:r], zy[:r], yb[j:j + r]
+                    kernels.shifted_logits(G[j:j + r], c, b, yr, Pr, zr)
+                    np.exp(Pr, out=Pr)
+                    kernels.ce_gradient(Pr, zr, yr, coef, ce, G[j:j + r], db)  # G overwrites x V
+                c, c_next = c_next, c
+                if any_hard:
+                    V3[:, :, hard] = 0  # lr * alpha == 1: the step forgets W (c[hard] is 1)
+                state = kernels.end_step(alive, ce, b, db, c, RESCALE_LO, RESCALE_HI)  # bias step unless 2
+                if state == 2:  # a setting diverged (rare): freeze it at zero
                     bad = alive & nonfinite(ce)
                     alive &= ~bad
                     step_lr[bad] = 0  # frozen settings take no step
                     div_epoch[bad] = epoch
-                    c[bad] = 1.0
+                    c[bad] = np.where(hard[bad], 1.0, decay[bad])  # as if reset to 1 before this step's decay
                     V3[:, :, bad] = 0
                     b[:, bad] = 0
-                    Pb[:, :, bad], ssum[:B, bad] = 0, 1  # this step's non-finite values must not reach V
+                    G.reshape(B, K - 1, S)[:, :, bad] = 0  # this step's non-finite values must not reach V
+                    db[:, bad] = 0
                     if average:
                         A.reshape(d, K - 1, S)[:, :, bad] = 0
                         avg.sums["b"][:, bad] = 0
-                if any_hard:
-                    V3[:, :, hard] = 0  # c[hard] is already 1
-                c *= decay
-                if any_hard:
-                    c[hard] = 1.0
-                # (P - Y) * lr / (c B): normalisation and step size in one pass; b gets lr/B * sum(P - Y)
-                kernels.gradient(Pb, ssum, yb, (step_lr / (c * B)).astype(dt), c.astype(dt), b, G)
+                    kernels.bias_step(b, db, c)  # b -= lr/B * sum (P - Y)
                 kernels.update(gemm, xb, G, V)  # V <- V - x^T G
-                ac = np.abs(c)
-                if not (ac.min() >= RESCALE_LO and ac.max() <= RESCALE_HI):  # also catches NaN
-                    out = ~((ac >= RESCALE_LO) & (ac <= RESCALE_HI))
-                    V3[:, :, out] *= c[out].astype(dt)
-                    c[out] = 1.0
+                if state:
+                    ac = np.abs(c)
+                    out = ~((ac >= RESCALE_LO) & (ac <= RESCALE_HI))  # fold c back into V (also NaN)
+                    if out.any():
+                        V3[:, :, out] *= c[out].astype(dt)
+                        c[out] = 1.0
                 if averaging:  # the true weights c V in one compiled pass, then the bias (counts the step)
                     kernels.add_true_weights(V, np.tile(c.astype(dt), K - 1), A)
                     avg.add({"b": b})
