@@ -20,9 +20,10 @@ Part `executors`: the grid end to end (`dlhw grid --fresh`, data cached) in a fr
 side by side in each repetition (order rotated): the local pool with 2 workers (`--jobs 2`), a Dask
 LocalCluster with 2 workers (`--scheduler local --jobs 2`), a `dask scheduler` with two `dask worker`
 processes started beforehand (`--scheduler tcp://...`), and the local pool with 1 worker (`--jobs 1`).
-Printed: medians, Dask's overhead over the pool (median of the paired per-repetition ratios) and the
-speed-up of 2 workers over 1. With both parts, the cut part's predictions for 1 and 2 workers are
-checked against the real search times.
+Printed: medians, Dask's overhead over the pool (median of the paired per-repetition ratios), the
+speed-up of 2 workers over 1, and for the pool runs `dlhw grid --dry-run`'s calibrated estimate (run
+just before each) against the run's wall time. With both parts, the cut part's predictions for 1 and
+2 workers are checked against the real search times.
 
 Everything is written to --json.
 """
@@ -33,6 +34,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -253,6 +255,12 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def run_grid(config: str, out: Path, sets: list[str], extra: list[str]) -> dict:
     cmd = [str(BIN / "dlhw"), "grid", "--config", config, "--out", str(out), "--fresh", "-q", "--no-plots",
            *[a for s in sets for a in ("--set", s)], *extra]
+    estimated = None
+    if "--scheduler" not in extra:  # what `--dry-run` promises just before the run (calibrated here)
+        d = subprocess.run([*cmd[:cmd.index("--fresh")], *cmd[cmd.index("--no-plots") + 1:], "--dry-run"],
+                           capture_output=True, text=True, cwd=ROOT)
+        m = re.search(r"estimated (?:(\d+)m)?(\d+)s", d.stdout)
+        estimated = int(m[1] or 0) * 60 + int(m[2]) if m else None
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -261,7 +269,7 @@ def run_grid(config: str, out: Path, sets: list[str], extra: list[str]) -> dict:
     manifest = json.loads((out / "manifest.json").read_text())
     best = json.loads((out / "best.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"wall_s": wall, "search_s": manifest["grid"]["seconds"], "test_accuracy": metrics["test_accuracy"],
+    return {"wall_s": wall, "search_s": manifest["grid"]["seconds"], "estimated_s": estimated, "test_accuracy": metrics["test_accuracy"],
             "test_ce": metrics["test_ce"], "best": {k: best[k] for k in ("batch_size", "learning_rate", "epochs", "alpha")}, "executor": manifest["grid"].get("executor", {}).get("kind")}
 
 
@@ -279,7 +287,8 @@ def part_executors(args, report: dict) -> None:
                              "dask scheduler 2": ["--scheduler", address], "pool 1": ["--jobs", "1"]}[v]
                     r = run_grid(args.config, tmp / v.replace(" ", "-"), args.set, extra)
                     runs[v].append(r)
-                    print(f"rep {rep + 1} {v:>17}: wall {r['wall_s']:7.1f} s, search {r['search_s']:7.1f} s, "
+                    est = f" (--dry-run said {r['estimated_s']} s)" if r["estimated_s"] else ""
+                    print(f"rep {rep + 1} {v:>17}: wall {r['wall_s']:7.1f} s{est}, search {r['search_s']:7.1f} s, "
                           f"test accuracy {r['test_accuracy']}", flush=True)
         finally:
             _stop(procs)
@@ -304,6 +313,12 @@ def part_executors(args, report: dict) -> None:
           f"{ratios['dask_scheduler_over_pool_search']:.3f}")
     print(f"2 workers over 1 (pool): {ratios['speedup_2_over_1_wall']:.2f}x wall, "
           f"{ratios['speedup_2_over_1_search']:.2f}x search")
+    for v in ("pool 1", "pool 2"):  # the calibrated estimate against the real time, run by run
+        est = [r["estimated_s"] / r["wall_s"] for r in runs[v] if r["estimated_s"]]
+        if est:
+            report["executors"].setdefault("dry_run_over_wall", {})[v] = statistics.median(est)
+            print(f"{v}: --dry-run's estimate / the run's wall time: median {statistics.median(est):.2f} "
+                  f"({', '.join(f'{e:.2f}' for e in est)})")
     print(f"every run chose the same setting with the same test metrics: {report['executors']['same_results']}")
 
 
