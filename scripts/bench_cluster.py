@@ -257,8 +257,9 @@ def run_grid(config: str, out: Path, sets: list[str], extra: list[str]) -> dict:
            *[a for s in sets for a in ("--set", s)], *extra]
     estimated = None
     if "--scheduler" not in extra:  # what `--dry-run` promises just before the run (calibrated here)
-        d = subprocess.run([*cmd[:cmd.index("--fresh")], *cmd[cmd.index("--no-plots") + 1:], "--dry-run"],
-                           capture_output=True, text=True, cwd=ROOT)
+        dry = [*cmd[:cmd.index("--out")], "--out", str(out) + "-dry-run", *cmd[cmd.index("--no-plots") + 1:],
+               "--dry-run"]  # an empty folder: the estimate for the whole grid, as the --fresh run does it
+        d = subprocess.run(dry, capture_output=True, text=True, cwd=ROOT)
         m = re.search(r"estimated (?:(\d+)m)?(\d+)s", d.stdout)
         estimated = int(m[1] or 0) * 60 + int(m[2]) if m else None
     t0 = time.perf_counter()
