@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue as queue_mod
+import sys
 import threading
 import time
 import uuid
@@ -361,12 +363,32 @@ def _one_blas_thread(worker: str) -> None:
     with _BLAS_LOCK:
         if _BLAS_LIMIT is None:
             _BLAS_LIMIT = threadpool_limits(JOB_THREADS, user_api="blas")
+            malloc_keeps_freed_blocks()
     wrong = sorted({f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info()
                     if i["user_api"] == "blas" and i["num_threads"] != JOB_THREADS})
     if wrong:
         raise RunError(f"Dask worker {worker} runs BLAS on more than {JOB_THREADS} thread ({', '.join(wrong)}) and "
                        f"this job cannot change that; start the worker with OPENBLAS_NUM_THREADS={JOB_THREADS} "
                        f"(Dask's nanny does by default).")
+
+
+def malloc_keeps_freed_blocks() -> bool:
+    """Let glibc keep freed blocks of up to 32 MiB for reuse, as it does by default; True if it was set.
+
+    Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (`distributed.nanny.pre-spawn-environ`),
+    which also fixes glibc's mmap threshold at 128 KiB: every array of 128 KiB or more a step allocates
+    is mapped, page-faulted in and unmapped again, every step. An MLP epoch then took twice as long
+    (docs/cluster.md). Set once per worker process, like the BLAS limit; memory only, never numbers."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # glibc; musl has none
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 64 << 20))
 
 
 def _read_files(name: str, data_dir) -> dict[str, bytes]:
