@@ -223,6 +223,56 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, fashion_dir):
     assert r.returncode == 2 and "give tcp://HOST:PORT, tls://HOST:PORT or 'local'" in r.stderr
 
 
+@pytest.mark.parametrize("address", ["http://127.0.0.1:8786", "tcp://127.0.0.1", "tcp://127.0.0.1:99999",
+                                     "tcp://127.0.0.1:0", "tcp://:8786", "locall"])
+def test_a_malformed_scheduler_address_is_refused_at_once_and_leaves_no_folder(address, tmp_path):
+    t = time.time()
+    r = dlhw(*grid_args(tmp_path / "run", "--scheduler", address), timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"--scheduler {address!r}: give tcp://HOST:PORT, tls://HOST:PORT or 'local'" in r.stderr
+    assert time.time() - t < 15 and not (tmp_path / "run").exists()
+
+
+def _foreign_server(reply: bytes | None):
+    """A TCP server on 127.0.0.1 that is not a Dask scheduler: it answers `reply` to anything, or stays silent."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply is not None:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+@pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", None],
+                         ids=["http", "silent"])
+def test_an_address_that_is_not_a_dask_scheduler_is_one_line_and_exit_2(reply, tmp_path):
+    srv = _foreign_server(reply)
+    try:
+        address = f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+        for extra in (["--dry-run"], []):
+            t = time.time()
+            r = dlhw(*grid_args(tmp_path / "run", "--scheduler", address, *extra), timeout=90)
+            assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+            assert f"{address} answers, but not as a Dask scheduler" in r.stderr
+            assert time.time() - t < 30
+    finally:
+        srv.close()
+
+
 @pytest.mark.parametrize("args, says", [
     (["--tls-cert", "x.pem"], "--tls-cert only applies with --scheduler"),
     (["--allow-mixed"], "--allow-mixed only applies with --scheduler"),

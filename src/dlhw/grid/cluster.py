@@ -30,9 +30,10 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
-from dlhw.errors import DataError, RunError
+from dlhw.errors import ConfigError, DataError, RunError
 from dlhw.grid.executor import JOB_THREADS, Done, Finished, Progress, default_jobs
 from dlhw.grid.jobs import GridJob
 from dlhw.grid.spawn import main_not_rerun
@@ -76,6 +77,8 @@ class DaskExecutor:
     def __init__(self, address: str, workers: int | None = None, *, tls_ca_file: str | None = None,
                  tls_cert: str | None = None, tls_key: str | None = None, allow_mixed: bool = False,
                  data_dir: str | None = None):
+        if address != "local":
+            _check_address(address)  # before any folder or connection: a typo is one line at once
         self.address, self.local_workers = address, workers or default_jobs()
         self.tls = {k: v for k, v in {"tls_ca_file": tls_ca_file, "tls_client_cert": tls_cert,
                                       "tls_client_key": tls_key}.items() if v}
@@ -94,7 +97,9 @@ class DaskExecutor:
             import dask
 
             # workers need dlhw only, not the caller's script; Dask's monitors turned down (QUIET)
-            with main_not_rerun(), dask.config.set(QUIET):
+            with main_not_rerun(), dask.config.set(QUIET), warnings.catch_warnings():
+                # its HTTP server (health checks, on 127.0.0.1) takes another port if 8787 is taken: not news
+                warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
                 self.cluster = distributed.LocalCluster(
                     n_workers=self.local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, silence_logs=logging.ERROR)
@@ -253,9 +258,70 @@ class DaskExecutor:
         self.client.run(_install_data, name, self._blobs, workers=[worker])
 
 
+def _check_address(address: str) -> None:
+    """tcp://HOST:PORT or tls://HOST:PORT with a port in 1..65535, else one line (ConfigError: exit 2)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or port == 0 \
+            or parts.path or parts.query:
+        raise ConfigError(f"--scheduler {address!r}: give tcp://HOST:PORT, tls://HOST:PORT or 'local' (a port "
+                          f"in 1-65535: the address `dask scheduler` prints as 'Scheduler at:')")
+
+
+def _probe(address: str, security) -> None:
+    """Ask the address who it is, with a hard deadline: a port that is not a Dask scheduler's (its dashboard,
+    another server) would otherwise hang the client or feed it bytes it reads as a frame length."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from distributed.comm import connect
+
+    args = security.get_connection_args("client") if security is not None else {}
+
+    def unreachable(reason: str) -> RunError:
+        return RunError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s ({reason}); "
+                        f"check the address and that `dask scheduler` runs there.")
+
+    async def ask() -> object:
+        host, port = urlsplit(address).hostname, urlsplit(address).port
+        try:  # a plain TCP connection first: only this failing means nothing is there
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
+            writer.close()
+        except (OSError, TimeoutError) as e:
+            raise unreachable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        try:
+            comm = await asyncio.wait_for(connect(address, timeout=CONNECT_TIMEOUT_S, **args), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            return None  # connected, but no Dask handshake came back
+        except OSError as e:  # a TLS refusal (another CA, no certificate) is said as it is; a silent peer is foreign
+            if "Timed out" in str(e):
+                return None
+            raise unreachable(str(e).splitlines()[0]) from None
+        except (Exception, MemoryError):  # noqa: BLE001 - a foreign server's bytes read as a frame length
+            return None
+        try:
+            await comm.write({"op": "identity"})
+            return await asyncio.wait_for(comm.read(), CONNECT_TIMEOUT_S)
+        except (Exception, MemoryError):  # noqa: BLE001 - whatever a foreign server sends, the answer is no
+            return None
+        finally:
+            comm.abort()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as one:  # its own thread: a notebook's main thread runs an event loop already
+        who = one.submit(asyncio.run, ask()).result()
+    if not (isinstance(who, dict) and who.get("type") == "Scheduler"):
+        raise RunError(f"{address} answers, but not as a Dask scheduler (the dashboard's port or another "
+                       f"server?): give the address `dask scheduler` prints as 'Scheduler at:'.")
+
+
 def _connect(distributed, address: str, tls: dict):
-    if "://" not in address:
-        raise RunError(f"--scheduler {address!r}: give tcp://HOST:PORT, tls://HOST:PORT or 'local'")
     security = None
     if address.startswith("tls://") or tls:
         from distributed.security import Security
@@ -266,6 +332,7 @@ def _connect(distributed, address: str, tls: dict):
         if lacking:
             raise RunError(f"--scheduler {address}: TLS needs {', '.join(lacking)} (or Dask's config "
                            f"distributed.comm.tls.ca-file and distributed.comm.tls.client.cert/key)")
+    _probe(address, security)
     try:
         return distributed.Client(address, security=security, timeout=CONNECT_TIMEOUT_S, set_as_default=False,
                                   name="dlhw")
