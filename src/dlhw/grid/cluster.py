@@ -277,18 +277,19 @@ def _probe(address: str, security) -> None:
     """Ask the address who it is, with a hard deadline: a port that is not a Dask scheduler's (its dashboard,
     another server) would otherwise hang the client or feed it bytes it reads as a frame length."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import urlsplit
 
     from distributed.comm import connect
 
     args = security.get_connection_args("client") if security is not None else {}
+    host, port = urlsplit(address).hostname, urlsplit(address).port
 
     def unreachable(reason: str) -> RunError:
         return RunError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s ({reason}); "
                         f"check the address and that `dask scheduler` runs there.")
 
     async def ask() -> object:
-        host, port = urlsplit(address).hostname, urlsplit(address).port
         try:  # a plain TCP connection first: only this failing means nothing is there
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
             writer.close()
@@ -296,23 +297,19 @@ def _probe(address: str, security) -> None:
             raise unreachable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
         try:
             comm = await asyncio.wait_for(connect(address, timeout=CONNECT_TIMEOUT_S, **args), CONNECT_TIMEOUT_S)
-        except TimeoutError:
-            return None  # connected, but no Dask handshake came back
-        except OSError as e:  # a TLS refusal (another CA, no certificate) is said as it is; a silent peer is foreign
-            if "Timed out" in str(e):
-                return None
+        except OSError as e:  # a TLS refusal (another CA, no certificate) is said as it is
+            if isinstance(e, TimeoutError) or "Timed out" in str(e):
+                return None  # connected, but no Dask handshake came back
             raise unreachable(str(e).splitlines()[0]) from None
-        except (Exception, MemoryError):  # noqa: BLE001 - a foreign server's bytes read as a frame length
+        except Exception:  # noqa: BLE001 - a foreign server's bytes read as a frame length (MemoryError), ...
             return None
         try:
             await comm.write({"op": "identity"})
             return await asyncio.wait_for(comm.read(), CONNECT_TIMEOUT_S)
-        except (Exception, MemoryError):  # noqa: BLE001 - whatever a foreign server sends, the answer is no
+        except Exception:  # noqa: BLE001 - whatever a foreign server sends, the answer is no
             return None
         finally:
             comm.abort()
-
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as one:  # its own thread: a notebook's main thread runs an event loop already
         who = one.submit(asyncio.run, ask()).result()
