@@ -240,7 +240,7 @@ def _foreign_server(reply: bytes | None):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
-    held = []
+    held = []  # accepted connections stay open: a silent server must not look closed
 
     def serve():
         while True:

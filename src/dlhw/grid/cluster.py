@@ -262,13 +262,12 @@ def _check_address(address: str) -> None:
     """tcp://HOST:PORT or tls://HOST:PORT with a port in 1..65535, else one line (ConfigError: exit 2)."""
     from urllib.parse import urlsplit
 
-    try:
+    try:  # urlsplit and .port raise ValueError on a bad bracket or a port out of range
         parts = urlsplit(address)
-        port = parts.port
+        ok = parts.scheme in ("tcp", "tls") and parts.hostname and parts.port and not (parts.path or parts.query)
     except ValueError:
-        port = None
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or port == 0 \
-            or parts.path or parts.query:
+        ok = False
+    if not ok:
         raise ConfigError(f"--scheduler {address!r}: give tcp://HOST:PORT, tls://HOST:PORT or 'local' (a port "
                           f"in 1-65535: the address `dask scheduler` prints as 'Scheduler at:')")
 
@@ -283,7 +282,7 @@ def _probe(address: str, security) -> None:
     from distributed.comm import connect
 
     args = security.get_connection_args("client") if security is not None else {}
-    host, port = urlsplit(address).hostname, urlsplit(address).port
+    parts = urlsplit(address)  # well formed: _check_address
 
     def unreachable(reason: str) -> RunError:
         return RunError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s ({reason}); "
@@ -291,7 +290,7 @@ def _probe(address: str, security) -> None:
 
     async def ask() -> object:
         try:  # a plain TCP connection first: only this failing means nothing is there
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_S)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port), CONNECT_TIMEOUT_S)
             writer.close()
         except (OSError, TimeoutError) as e:
             raise unreachable(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
