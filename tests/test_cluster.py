@@ -224,7 +224,7 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, fashion_dir):
 
 
 @pytest.mark.parametrize("address", ["http://127.0.0.1:8786", "tcp://127.0.0.1", "tcp://127.0.0.1:99999",
-                                     "tcp://127.0.0.1:0", "tcp://:8786", "locall"])
+                                     "tcp://127.0.0.1:0", "tcp://:8786", "tcp://[::1:8786", "locall"])
 def test_a_malformed_scheduler_address_is_refused_at_once_and_leaves_no_folder(address, tmp_path):
     t = time.time()
     r = dlhw(*grid_args(tmp_path / "run", "--scheduler", address), timeout=60)
